@@ -1,0 +1,297 @@
+"""The `soundalike` command line: options, one call into `retrieval`, printing. No logic lives here."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+app = typer.Typer(help="Find recordings that sound alike.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+
+LibraryOption = typer.Option(Path("soundalike-library"), "--library", "-l", envvar="SOUNDALIKE_LIBRARY",
+                             help="Library folder (default $SOUNDALIKE_LIBRARY, else ./soundalike-library).")
+DbOption = typer.Option(None, "--db", envvar="SOUNDALIKE_DB",
+                        help="SQLAlchemy URL of the metadata database (default: SQLite inside the library).")
+JsonOption = typer.Option(False, "--json", help="Print JSON (one object per line) instead of a table.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn library errors into one line on stderr and an exit code (2 for usage errors)."""
+    from retrieval.errors import SoundalikeError, UsageError
+
+    try:
+        yield
+    except UsageError as error:
+        fail(str(error), 2)
+    except SoundalikeError as error:
+        fail(str(error), 1)
+    except KeyboardInterrupt:
+        fail("interrupted; what was stored so far is kept", 130)
+
+
+def open_library(library: Path, db: Optional[str], create: bool = False, **settings):
+    from retrieval import Library
+
+    return Library.open(library, db_url=db, create=create, **settings)
+
+
+def print_notices(library) -> None:
+    for notice in library.notices:
+        typer.echo(f"note: {notice}", err=True)
+
+
+@contextmanager
+def progress_bar(quiet: bool, what: str):
+    """A rich progress bar on stderr with files/s and x realtime; yields the library's progress callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    state = {"audio_s": 0.0}
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
+                  TimeRemainingColumn(), transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(what, total=None, speed="")
+
+        def update(result, total: int) -> None:
+            if result is None:
+                bar.update(task, total=total)
+                return
+            state["audio_s"] += result.duration_s
+            elapsed = bar.tasks[task].elapsed or 1e-9
+            done = bar.tasks[task].completed + 1
+            bar.update(task, advance=1, speed=f"{done / elapsed:.1f} files/s  {state['audio_s'] / elapsed:.0f}x realtime")
+
+        yield update
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def report_run(report, as_json: bool, library) -> None:
+    """The end-of-run summary of index and rebuild; failures one line each on stderr."""
+    for path, error in report.failed:
+        typer.echo(f"failed: {path}: {error}", err=True)
+    if as_json:
+        typer.echo(json.dumps(dict(report.to_dict(), stats=library.stats().to_dict()), default=str))
+        return
+    stats = library.stats()
+    speed = f", {report.to_dict()['x_realtime']}x realtime" if report.audio_s else ""
+    typer.echo(f"indexed {report.added}, unchanged {report.unchanged}, moved {report.moved}, copied {report.copied}, "
+               f"skipped (not audio) {report.skipped}, pruned {report.pruned}, failed {len(report.failed)} "
+               f"in {report.elapsed_s:.1f} s{speed}")
+    typer.echo(f"library {stats.library}: {stats.recordings} recordings, {stats.windows} windows, "
+               f"{stats.hours:.2f} h, {stats.references} references, encoder {stats.encoder['name']}")
+
+
+@app.command()
+def index(
+    paths: List[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    label_from: str = typer.Option("none", "--label-from", help="Label each recording: 'parent' (its folder's name) or 'none'."),
+    reference: bool = typer.Option(False, "--reference", help="Mark these recordings as reference samples."),
+    prune: bool = typer.Option(False, "--prune", help="Drop recordings whose files are gone."),
+    bandpass: Optional[str] = typer.Option(None, "--bandpass", help="Butterworth band-pass LOW:HIGH in Hz, e.g. 400:3500 (new library only)."),
+    bandpass_order: Optional[int] = typer.Option(None, "--bandpass-order", help="Order of the band-pass filter [default: 4]."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="Per-window normalisation: loudness (default), peak or none."),
+    trim: Optional[bool] = typer.Option(None, "--trim/--no-trim", help="Trim leading and trailing silence [default: trim]."),
+    window: Optional[float] = typer.Option(None, "--window", help="Window length in seconds [default: 1.0]."),
+    hop: Optional[float] = typer.Option(None, "--hop", help="Window hop in seconds, a multiple of 0.01 [default: 0.5]."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: up to 2)."),
+    as_json: bool = JsonOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Index every audio file under PATHS; again later, only new and changed files are processed.
+
+    Pipeline options apply to a new library and are stored with it; an existing library keeps its own.
+    Example: soundalike index ~/recordings --label-from parent
+    """
+    from retrieval.pipeline import pipeline_from_options
+    from retrieval.preprocess import parse_bandpass
+
+    with handled():
+        pipeline = pipeline_from_options(window_s=window, hop_s=hop, bandpass_hz=parse_bandpass(bandpass),
+                                         bandpass_order=bandpass_order, normalize=normalize, trim_silence=trim)
+        lib = open_library(library, db, create=True, pipeline=pipeline)
+        with progress_bar(quiet, "indexing") as progress:
+            report = lib.index(paths, label_from=label_from, reference=reference, prune=prune, workers=workers,
+                               progress=progress)
+        print_notices(lib)
+        report_run(report, as_json, lib)
+        if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    paths: List[Path] = typer.Argument(..., help="Query audio files or folders."),
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    k: int = typer.Option(10, "-k", help="How many recordings to return."),
+    as_json: bool = JsonOption,
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
+) -> None:
+    """The K recordings most similar to each query file, best first, and its nearest reference.
+
+    Example: soundalike query take.m4a -k 10
+    """
+    from retrieval.audio import iter_media_files
+    from retrieval.errors import SoundalikeError
+
+    with handled():
+        lib = open_library(library, db)
+        results, failed = [], False
+        for path, is_media in iter_media_files(paths):
+            if not is_media:
+                continue
+            try:
+                result = lib.query(path, k=k)
+            except SoundalikeError as error:
+                typer.echo(f"failed: {error}", err=True)
+                failed = True
+                continue
+            results.append(result)
+            typer.echo(json.dumps(result.to_dict()) if as_json else format_query(result))
+        print_notices(lib)
+        if csv_path:
+            write_csv(csv_path, results)
+        if not results and not failed:
+            fail("no audio files among the query paths")
+        if failed:
+            raise typer.Exit(1)
+
+
+def format_query(result) -> str:
+    lines = [f"query {result.query} ({result.duration_s:.1f} s)",
+             f"{'rank':>4}  {'score':>6}  {'dist':>6}  {'at':>13}  {'label':<12}  path"]
+    for hit in result.results:
+        lines.append(f"{hit.rank:>4}  {hit.score:>6.1f}  {hit.distance:>6.3f}  {hit.start_s:>6.1f}-{hit.end_s:<6.1f}  "
+                     f"{(hit.label or '-'):<12}  {hit.path}")
+    if not result.results:
+        lines.append("  (the library is empty)")
+    lines.append(format_reference(result.reference))
+    return "\n".join(lines) + "\n"
+
+
+def format_reference(reference) -> str:
+    if reference is None:
+        return "reference: none (index reference samples with --reference)"
+    verdict = "MATCH" if reference.match else "no match"
+    return (f"reference: {verdict}, score {reference.score:.1f} (distance {reference.distance:.3f}, threshold "
+            f"{reference.threshold:.3f}) to {reference.path} [{reference.label or '-'}]")
+
+
+def write_csv(path: Path, results) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query", "rank", "path", "recording_id", "label", "start_s", "end_s", "distance",
+                         "similarity", "score", "reference_path", "reference_score", "reference_match"])
+        for result in results:
+            ref = result.reference
+            for hit in result.results:
+                writer.writerow([result.query, hit.rank, hit.path, hit.recording_id, hit.label or "", hit.start_s,
+                                 hit.end_s, hit.distance, hit.similarity, hit.score, ref.path if ref else "",
+                                 ref.score if ref else "", ref.match if ref else ""])
+
+
+@app.command()
+def score(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Takes to score; none: every non-reference recording."),
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """How close each take is to its nearest reference sample, best first.
+
+    Example: soundalike score take1.m4a take2.m4a   (or no PATH: rank the whole library)
+    """
+    from retrieval.audio import iter_media_files
+
+    with handled():
+        lib = open_library(library, db)
+        takes = None if not paths else [path for path, is_media in iter_media_files(paths) if is_media]
+        results = lib.score(takes)
+        for result in results:
+            if as_json:
+                typer.echo(json.dumps(result.to_dict()))
+            else:
+                typer.echo(f"{result.take}: {format_reference(result.reference).removeprefix('reference: ')}")
+        print_notices(lib)
+
+
+@app.command()
+def rebuild(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    reembed: bool = typer.Option(False, "--reembed", help="Decode and embed every file again first."),
+    as_json: bool = JsonOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Rebuild the FAISS index from the stored vectors (no audio is decoded unless --reembed)."""
+    with handled():
+        lib = open_library(library, db)
+        with progress_bar(quiet, "re-embedding") as progress:
+            report = lib.rebuild(reembed=reembed, progress=progress)
+        report_run(report, as_json, lib)
+        if report.failed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def remove(
+    paths: List[Path] = typer.Argument(..., help="Files, or folders whose recordings are all removed."),
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+) -> None:
+    """Remove recordings from the library (the files themselves are not touched)."""
+    with handled():
+        lib = open_library(library, db)
+        typer.echo(f"removed {lib.remove(paths)} recordings")
+
+
+@app.command()
+def stats(library: Path = LibraryOption, db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
+    """What the library holds: recordings, windows, hours, labels, references, failures, encoder, index."""
+    from retrieval.library import describe_pipeline
+    from retrieval.pipeline import PipelineConfig
+
+    with handled():
+        lib = open_library(library, db)
+        result = lib.stats()
+        print_notices(lib)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), default=str))
+            return
+        typer.echo(f"library     {result.library}")
+        typer.echo(f"recordings  {result.recordings} ({result.hours:.2f} h of audio, {result.windows} windows)")
+        typer.echo(f"references  {result.references}")
+        labels = ", ".join(f"{label} ({count})" for label, count in sorted(result.labels.items())) or "-"
+        typer.echo(f"labels      {labels}")
+        typer.echo(f"encoder     {result.encoder['name']} v{result.encoder['version']} ({result.encoder['dimension']}-d)")
+        typer.echo(f"pipeline    {describe_pipeline(PipelineConfig.from_dict(result.pipeline))}")
+        index_line = f"{result.index['type']}, {result.index['vectors']} vectors, built {result.index['built_at']}" \
+            if result.index else "not built"
+        typer.echo(f"index       {index_line}")
+        typer.echo(f"failures    {len(result.failures)}")
+        for failure in result.failures:
+            typer.echo(f"  {failure['path']}: {failure['error']}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,77 @@
+"""Spectral features: mel power computed once per block of audio, then compressed per window."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torchaudio
+
+from .errors import ConfigMismatchError
+
+FEATURE_KINDS = ("logmel", "pcen")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How audio becomes a (n_mels, frames) image; an encoder is trained for exactly one of these."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 64
+    f_min_hz: float = 50.0
+    f_max_hz: float = 8000.0
+    kind: str = "logmel"
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ConfigMismatchError(f"unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
+        if not 0 <= self.f_min_hz < self.f_max_hz <= self.sample_rate / 2:
+            raise ConfigMismatchError(f"mel band {self.f_min_hz}-{self.f_max_hz} Hz does not fit {self.sample_rate} Hz audio")
+
+    def frames_in(self, num_samples: int) -> int:
+        """Number of feature frames for `num_samples` samples (no centre padding)."""
+        return max(0, 1 + (num_samples - self.n_fft) // self.hop_length) if num_samples >= self.n_fft else 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MelPower(torch.nn.Module):
+    """Mel power spectrogram: (..., samples) -> (..., n_mels, frames), frame j covering samples [j*hop, j*hop + n_fft)."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
+            hop_length=config.hop_length, f_min=config.f_min_hz, f_max=config.f_max_hz,
+            n_mels=config.n_mels, power=2.0, center=False)
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        return self.mel(samples)
+
+
+def compress(mel_power: torch.Tensor, kind: str) -> torch.Tensor:
+    """Compress mel power (batch, n_mels, frames) into the encoder's input, same shape."""
+    if kind == "logmel":
+        # 1e-6 sits ~60 dB below a full-scale tone's band power: a floor that keeps silence from dominating.
+        return torch.log(mel_power + 1e-6)
+    if kind == "pcen":
+        return pcen(mel_power)
+    raise ConfigMismatchError(f"unknown feature kind {kind!r}")
+
+
+def pcen(mel_power: torch.Tensor, smoothing: float = 0.025, alpha: float = 0.98, delta: float = 2.0,
+         root: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """Per-channel energy normalisation (Wang et al. 2017) over each window, (batch, n_mels, frames).
+
+    The smoother starts from each window's first frame, so a window's features do not depend on where it
+    sits in its file. Power is scaled to 16-bit integer range as in the paper's setting.
+    """
+    energy = mel_power * (2 ** 15) ** 2 / 1e4
+    a = torch.tensor([1.0, smoothing - 1.0], dtype=energy.dtype)
+    b = torch.tensor([smoothing, 0.0], dtype=energy.dtype)
+    smooth = torchaudio.functional.lfilter(energy - energy[..., :1], a, b, clamp=False) + energy[..., :1]
+    return (energy / (eps + smooth) ** alpha + delta) ** root - delta ** root

@@ -1,0 +1,126 @@
+"""Turning files into window vectors, in this process or in worker processes (one single-threaded each)."""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .audio import probe
+from .encoders import Encoder, load_encoder
+from .errors import SoundalikeError
+from .pipeline import PipelineConfig, Windower
+
+EMBED_BATCH = 128  # windows per encoder call
+
+
+@dataclass
+class EmbeddedFile:
+    """A file's metadata and window vectors, or the reason it could not be read (`error`)."""
+
+    path: str
+    metadata: dict
+    start_s: np.ndarray | None = None
+    end_s: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.metadata.get("duration_s") or 0.0
+
+
+def content_hash(path: str | Path, block_size: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes: how a moved, renamed or copied file is recognised."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Embedder:
+    """Pipeline + encoder: a file or a stream of samples in, its windows' times and unit vectors out."""
+
+    def __init__(self, pipeline: PipelineConfig, encoder: Encoder) -> None:
+        self.pipeline = pipeline
+        self.encoder = encoder
+        self.windower = Windower(pipeline, encoder.features)
+
+    def embed_batches(self, batches: Iterable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start_s, end_s, vectors) of all windows; trailing silent windows are dropped when trimming."""
+        starts, ends, silent, vectors = [], [], [], []
+        for batch in batches:
+            for first in range(0, len(batch.start_s), EMBED_BATCH):
+                vectors.append(self.encoder.embed(batch.features[first: first + EMBED_BATCH]))
+            starts.append(batch.start_s)
+            ends.append(batch.end_s)
+            silent.append(batch.silent)
+        start_s, end_s, is_silent = np.concatenate(starts), np.concatenate(ends), np.concatenate(silent)
+        keep = len(start_s)
+        if self.pipeline.preprocess.trim_silence:
+            while keep > 1 and is_silent[keep - 1]:
+                keep -= 1
+        return start_s[:keep], end_s[:keep], np.concatenate(vectors)[:keep]
+
+    def embed_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.embed_batches(self.windower.file(path))
+
+    def embed_samples(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.embed_batches(self.windower.stream([samples.astype(np.float32, copy=False)]))
+
+    def process(self, path: str, metadata: dict) -> EmbeddedFile:
+        """Probe and embed one file; any failure becomes `error` (one line), never an exception."""
+        try:
+            info = probe(path)
+            start_s, end_s, vectors = self.embed_file(path)
+        except SoundalikeError as error:
+            return EmbeddedFile(path, metadata, error=error.reason)
+        except (OSError, RuntimeError, ValueError, MemoryError) as error:
+            return EmbeddedFile(path, metadata, error=f"{error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        metadata = dict(metadata, duration_s=info.duration_s, sample_rate=info.sample_rate,
+                        channels=info.channels, codec=info.codec)
+        if end_s[-1] > metadata["duration_s"]:  # container durations can be missing or rounded
+            metadata["duration_s"] = float(end_s[-1])
+        return EmbeddedFile(path, metadata, start_s, end_s, vectors)
+
+
+_worker: Embedder | None = None
+
+
+def _init_worker(pipeline: dict, encoder_name: str) -> None:
+    global _worker
+    torch.set_num_threads(1)  # LIMITS.md: single-threaded worker processes beat intra-op threads
+    _worker = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name))
+
+
+def _work(path: str, metadata: dict) -> EmbeddedFile:
+    return _worker.process(path, metadata)
+
+
+def embed_files(jobs: Iterable[tuple[str, dict]], embedder: Embedder, encoder_name: str,
+                workers: int | None = None) -> Iterator[EmbeddedFile]:
+    """Embed (path, metadata) jobs; results come back as they finish, at most 2 per worker in flight."""
+    jobs = iter(jobs)
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if workers <= 1:
+        for path, metadata in jobs:
+            yield embedder.process(path, metadata)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(embedder.pipeline.to_dict(), encoder_name)) as pool:
+        pending = set()
+        for path, metadata in jobs:
+            pending.add(pool.submit(_work, path, metadata))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+        for future in pending:
+            yield future.result()

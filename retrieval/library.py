@@ -1,0 +1,386 @@
+"""A library: a folder holding the metadata database and the FAISS index, and what users do with it."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from index import EXACT, VectorIndex, build_index
+from .audio import iter_media_files, load_audio
+from .encoders import DEFAULT_ENCODER, Encoder, load_encoder
+from .errors import ConfigMismatchError, IndexFormatError, LibraryNotFoundError, SoundalikeError, UsageError
+from .ingest import EmbeddedFile, Embedder, content_hash, embed_files
+from .pipeline import PipelineConfig
+from .results import Hit, IndexReport, LibraryStats, QueryResult, ReferenceMatch, ScoreResult
+from .scoring import match_threshold, to_distance, to_score
+from .search import best_placement, thin_windows
+from .store import Recording, Store, StoredFile, WindowVectors, sqlite_url
+
+DB_FILE = "soundalike.db"
+INDEX_DIR = "index"
+LABEL_SOURCES = ("none", "parent")
+CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
+MIN_POOL_FILES = 4  # fewer files than this are embedded in-process: worker start-up would cost more
+
+Progress = Callable[[EmbeddedFile | None, int], None]
+
+
+class Library:
+    """Recordings indexed with one pipeline and one encoder; open with `Library.open` or `Library.create`."""
+
+    def __init__(self, root: Path, store: Store, pipeline: PipelineConfig, encoder: Encoder) -> None:
+        self.root = root
+        self.store = store
+        self.pipeline = pipeline
+        self.encoder = encoder
+        self.embedder = Embedder(pipeline, encoder)
+        self.notices: list[str] = []
+        self._index: VectorIndex | None = None
+
+    # opening
+
+    @classmethod
+    def open(cls, root: str | Path, db_url: str | None = None, create: bool = False,
+             pipeline: PipelineConfig | None = None, encoder: str | None = None) -> "Library":
+        """Open the library at `root` (created when `create`); a given pipeline must match the stored one."""
+        root = Path(root).expanduser().resolve()
+        url = db_url or sqlite_url(root / DB_FILE)
+        if not create and not (root / DB_FILE).exists() and not (db_url and root.is_dir()):
+            raise LibraryNotFoundError("no library here (create one with `soundalike index PATH --library DIR`)", root)
+        if create:
+            try:
+                (root / INDEX_DIR).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise SoundalikeError(f"cannot create the library folder ({error.strerror})", root) from None
+        store = Store.open(url)
+        stored_pipeline = store.get_setting("pipeline")
+        if stored_pipeline is None:
+            pipeline = pipeline or PipelineConfig()
+            store.set_setting("pipeline", pipeline.to_dict())
+        elif pipeline is not None and PipelineConfig.from_dict(stored_pipeline) != pipeline:
+            raise ConfigMismatchError("this library was built with another pipeline "
+                                      f"({describe_pipeline(PipelineConfig.from_dict(stored_pipeline))}); "
+                                      "index into a new library to use different settings", root)
+        else:
+            pipeline = PipelineConfig.from_dict(stored_pipeline)
+        stored_encoder = store.get_setting("encoder")
+        if stored_encoder is None:
+            stored_encoder = encoder or DEFAULT_ENCODER
+            store.set_setting("encoder", stored_encoder)
+        elif encoder is not None and encoder != stored_encoder:
+            raise ConfigMismatchError(f"this library uses encoder {stored_encoder!r}, not {encoder!r}", root)
+        library = cls(root, store, pipeline, load_encoder(stored_encoder))
+        library.encoder_id = store.ensure_encoder(library.encoder.config())
+        return library
+
+    # indexing
+
+    def index(self, paths: Iterable[str | Path], label_from: str = "none", reference: bool = False,
+              prune: bool = False, workers: int | None = None, progress: Progress | None = None) -> IndexReport:
+        """Add new and changed files under `paths` (files or folders); unchanged files cost one stat each."""
+        if label_from not in LABEL_SOURCES:
+            raise UsageError(f"unknown --label-from {label_from!r}; choose one of {', '.join(LABEL_SOURCES)}")
+        report = IndexReport()
+        started = time.perf_counter()
+        index = self.vector_index()
+        jobs, tags = self._plan(paths, label_from, reference, report)
+        if progress:
+            progress(None, len(jobs))
+        workers = 1 if len(jobs) < MIN_POOL_FILES else workers
+        for result in embed_files(jobs, self.embedder, self.encoder.name, workers):
+            if result.error:
+                self.store.save_failure(result.metadata, result.error)
+                report.failed.append((result.path, result.error))
+            else:
+                _, window_ids = self.store.save_recording(result.metadata, self.encoder_id, result.start_s,
+                                                          result.end_s, result.vectors)
+                index.add(window_ids, result.vectors)
+                report.added += 1
+                report.audio_s += result.duration_s
+            if progress:
+                progress(result, len(jobs))
+        for (label, is_reference), ids in tags.items():
+            self.store.set_tags(ids, label=label, is_reference=is_reference or None)
+        if prune:
+            report.pruned = self._prune(index)
+        self._save_index(index)
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    def _plan(self, paths: Iterable[str | Path], label_from: str, reference: bool,
+              report: IndexReport) -> tuple[list[tuple[str, dict]], dict]:
+        """Sort files into unchanged, moved or copied (no decoding), and jobs to embed."""
+        media = []
+        for path, is_media in iter_media_files(paths):
+            if is_media:
+                media.append(str(path))
+            else:
+                report.skipped += 1
+        known = self.store.files_by_path(media)
+        jobs, tags, to_hash = [], {}, []
+        for path in media:
+            label = Path(path).parent.name if label_from == "parent" else None
+            try:
+                stat = os.stat(path)
+            except OSError as error:
+                report.failed.append((path, f"cannot read ({error.strerror})"))
+                continue
+            metadata = {"path": path, "size_bytes": stat.st_size, "mtime": stat.st_mtime}
+            if label is not None:
+                metadata["label"] = label
+            if reference:
+                metadata["is_reference"] = True
+            stored = known.get(path)
+            if stored and stored.size_bytes == stat.st_size and stored.mtime == stat.st_mtime:
+                if stored.status == "failed":
+                    report.failed.append((path, f"unchanged since it failed: {self._error_of(stored)}"))
+                else:
+                    report.unchanged += 1
+                    tags.setdefault((label, reference), []).append(stored.recording_id)
+                continue
+            to_hash.append(metadata)
+        by_hash = {}
+        for metadata in to_hash:
+            try:
+                metadata["content_hash"] = content_hash(metadata["path"])
+            except OSError as error:
+                report.failed.append((metadata["path"], f"cannot read ({error.strerror})"))
+                self.store.save_failure(metadata, f"cannot read ({error.strerror})")
+                continue
+            by_hash[metadata["path"]] = metadata
+        same_content = self.store.files_by_hash([m["content_hash"] for m in by_hash.values()])
+        for path, metadata in by_hash.items():
+            twin = same_content.get(metadata["content_hash"])
+            if twin is not None and twin.path != path and not os.path.exists(twin.path):
+                self.store.move_recording(twin.recording_id, metadata)
+                same_content.pop(metadata["content_hash"])
+                report.moved += 1
+            elif twin is not None and twin.path != path:
+                _, window_ids = self.store.copy_recording(twin.recording_id, metadata)
+                self.vector_index().add(window_ids, self.store.windows_by_id(list(window_ids)).vectors)
+                report.copied += 1
+            else:
+                jobs.append((path, metadata))
+        return jobs, tags
+
+    def _error_of(self, stored: StoredFile) -> str:
+        return (self.store.recordings([stored.recording_id]) or [{}])[0].get("error") or "unknown error"
+
+    def _prune(self, index: VectorIndex) -> int:
+        gone = [recording_id for recording_id, path in self.store.all_paths() if not os.path.exists(path)]
+        index.remove(self.store.remove_recordings(gone))
+        return len(gone)
+
+    def remove(self, paths: Iterable[str | Path]) -> int:
+        """Remove the recordings at `paths` (files, or folders: everything under them); returns how many."""
+        wanted = [str(Path(path).expanduser().resolve()) for path in paths]
+        doomed = [recording_id for recording_id, path in self.store.all_paths()
+                  if any(path == prefix or path.startswith(prefix.rstrip(os.sep) + os.sep) for prefix in wanted)]
+        index = self.vector_index()
+        index.remove(self.store.remove_recordings(doomed))
+        self._save_index(index)
+        return len(doomed)
+
+    # the index
+
+    def vector_index(self) -> VectorIndex:
+        """The FAISS index of the stored vectors, rebuilt from them when its file is missing or stale."""
+        if self._index is not None:
+            return self._index
+        build = self.store.latest_index_build()
+        expected = self.store.counts()["windows"]
+        reason = "no index built yet"
+        if build is not None:
+            try:
+                index, header = VectorIndex.load(self.root / INDEX_DIR / build["file_name"])
+                if header.get("file_name") != build["file_name"] or header.get("encoder") != self.encoder.config():
+                    reason = "index file belongs to another build"
+                elif index.count != expected:
+                    reason = f"index holds {index.count} vectors, the database {expected}"
+                else:
+                    self._index = index
+                    return index
+            except IndexFormatError as error:
+                reason = str(error)
+        if build is not None or expected:
+            self.notices.append(f"rebuilt the index from stored vectors: {reason}")
+        self._index = self._build()
+        return self._index
+
+    def rebuild(self, reembed: bool = False, progress: Progress | None = None) -> IndexReport:
+        """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first."""
+        report = IndexReport()
+        started = time.perf_counter()
+        if reembed:
+            recordings = self.store.recordings(where=None)
+            jobs = [(row["path"], {key: row[key] for key in ("path", "size_bytes", "mtime", "content_hash")})
+                    for row in recordings if row["status"] == "indexed"]
+            if progress:
+                progress(None, len(jobs))
+            for result in embed_files(jobs, self.embedder, self.encoder.name, 1 if len(jobs) < MIN_POOL_FILES else None):
+                if result.error:
+                    report.failed.append((result.path, result.error))  # the stored vectors stay as they were
+                else:
+                    self.store.save_recording(result.metadata, self.encoder_id, result.start_s, result.end_s,
+                                              result.vectors)
+                    report.added += 1
+                    report.audio_s += result.duration_s
+                if progress:
+                    progress(result, len(jobs))
+        self._index = self._build()
+        self._save_index(self._index)
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    def _build(self) -> VectorIndex:
+        return build_index(self.encoder.dimension, self.store.iter_vectors(), EXACT)
+
+    def _save_index(self, index: VectorIndex) -> None:
+        """Write the index under a fresh name, then record the build; files of older builds are removed after.
+
+        Readers find the file through the newest build row, so they never see a half-written index.
+        """
+        folder = self.root / INDEX_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        file_name = f"index-{uuid.uuid4().hex[:16]}.faiss"
+        index.save(folder / file_name, {"file_name": file_name, "encoder": self.encoder.config()})
+        self.store.add_index_build(self.encoder_id, index.factory, index.count, file_name, index.search_params)
+        for old in folder.glob("index-*.faiss"):
+            if old.name != file_name:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".json").unlink(missing_ok=True)
+
+    # querying
+
+    def embed_query(self, path: str | Path) -> tuple[float, WindowVectors]:
+        """Decode and embed a query file with the library's pipeline: (duration_s, its windows)."""
+        path = Path(path)
+        samples = load_audio(path, self.encoder.features.sample_rate)
+        start_s, end_s, vectors = self.embedder.embed_samples(samples)
+        ids = np.full(len(start_s), -1, dtype=np.int64)
+        return len(samples) / self.encoder.features.sample_rate, WindowVectors(ids, ids, start_s, end_s, vectors)
+
+    def query(self, path: str | Path, k: int = 10) -> QueryResult:
+        """The k recordings most similar to the audio file at `path`, best first, and its nearest reference."""
+        if k < 1:
+            raise UsageError(f"-k must be at least 1, not {k}")
+        duration_s, query = self.embed_query(path)
+        hits = self._rank(query, k)
+        return QueryResult(query=str(Path(path).resolve()), duration_s=round(duration_s, 3), results=hits,
+                           reference=self._nearest_reference(query))
+
+    def _rank(self, query: WindowVectors, k: int) -> list[Hit]:
+        index = self.vector_index()
+        rows = thin_windows(len(query.vectors))
+        _, window_ids = index.search(query.vectors[rows], CANDIDATE_WINDOWS + k)
+        found = np.unique(window_ids[window_ids >= 0])
+        if not len(found):
+            return []
+        candidates = np.unique(self.store.windows_by_id(list(found)).recording_ids)
+        placements = self._place(query, self.store.window_vectors(list(candidates)))
+        ranked = sorted(placements.items(), key=lambda item: (-item[1].similarity, item[0]))[:k]
+        rows_by_id = {row["id"]: row for row in self.store.recordings([rid for rid, _ in ranked])}
+        hits = []
+        for rank, (recording_id, placement) in enumerate(ranked, start=1):
+            row = rows_by_id[recording_id]
+            distance = to_distance(placement.similarity)
+            hits.append(Hit(rank=rank, path=row["path"], recording_id=recording_id, label=row["label"],
+                            start_s=round(placement.start_s, 3), end_s=round(placement.end_s, 3),
+                            distance=round(distance, 6), similarity=round(placement.similarity, 6),
+                            score=to_score(distance, self.encoder.unrelated_distance)))
+        return hits
+
+    def _place(self, query: WindowVectors, windows: WindowVectors) -> dict:
+        """Best placement of the query on each recording among `windows`."""
+        placements = {}
+        bounds = np.flatnonzero(np.diff(windows.recording_ids)) + 1
+        for span in np.split(np.arange(len(windows.recording_ids)), bounds):
+            if len(span):
+                placements[int(windows.recording_ids[span[0]])] = best_placement(
+                    query.vectors, query.start_s, query.end_s, windows.vectors[span], windows.start_s[span],
+                    windows.end_s[span], self.pipeline.hop_s)
+        return placements
+
+    def _nearest_reference(self, query: WindowVectors, exclude: int | None = None) -> ReferenceMatch | None:
+        references = self.store.reference_vectors()
+        if exclude is not None:
+            references = references.select(references.recording_ids != exclude)
+        if not len(references.recording_ids):
+            return None
+        placements = self._place(query, references)
+        recording_id, placement = max(placements.items(), key=lambda item: (item[1].similarity, -item[0]))
+        row = self.store.recordings([recording_id])[0]
+        distance = to_distance(placement.similarity)
+        threshold = self.reference_threshold(references)
+        return ReferenceMatch(path=row["path"], recording_id=recording_id, label=row["label"],
+                              distance=round(distance, 6), score=to_score(distance, self.encoder.unrelated_distance),
+                              match=bool(distance <= threshold), start_s=round(placement.start_s, 3),
+                              end_s=round(placement.end_s, 3), threshold=round(threshold, 6))
+
+    def reference_threshold(self, references: WindowVectors | None = None) -> float:
+        """The match threshold calibrated on distances between the library's reference recordings."""
+        references = references if references is not None else self.store.reference_vectors()
+        ids = np.unique(references.recording_ids)[:200]  # a sample bounds the cost for huge reference sets
+        labels = {row["id"]: row["label"] for row in self.store.recordings(list(ids))}
+        distances, same = [], []
+        for position, first in enumerate(ids):
+            own = references.select(references.recording_ids == first)
+            for second, placement in self._place(own, references).items():
+                if second > first and second in labels:
+                    distances.append(to_distance(placement.similarity))
+                    same.append(labels[first] is not None and labels[first] == labels[second])
+        return match_threshold(np.array(distances, dtype=np.float64), np.array(same, dtype=bool),
+                               self.encoder.unrelated_distance)
+
+    def score(self, paths: Iterable[str | Path] | None = None) -> list[ScoreResult]:
+        """Each take's nearest reference, best first; with no paths, every non-reference recording's."""
+        results = []
+        if paths is None:
+            takes = self.store.recordings(where=(Recording.is_reference.is_(False)) & (Recording.status == "indexed"))
+            for row in takes:
+                windows = self.store.window_vectors([row["id"]])
+                results.append(ScoreResult(take=row["path"], duration_s=row["duration_s"] or 0.0,
+                                           recording_id=row["id"], label=row["label"],
+                                           reference=self._nearest_reference(windows, exclude=row["id"])))
+        else:
+            for path in paths:
+                duration_s, query = self.embed_query(path)
+                results.append(ScoreResult(take=str(Path(path).resolve()), duration_s=round(duration_s, 3),
+                                           recording_id=None, label=None, reference=self._nearest_reference(query)))
+        return sorted(results, key=lambda item: item.reference.distance if item.reference else np.inf)
+
+    # what the library holds
+
+    def stats(self) -> LibraryStats:
+        rows = self.store.recordings()
+        indexed = [row for row in rows if row["status"] == "indexed"]
+        labels: dict[str, int] = {}
+        for row in indexed:
+            if row["label"] is not None:
+                labels[row["label"]] = labels.get(row["label"], 0) + 1
+        build = self.store.latest_index_build()
+        return LibraryStats(
+            library=str(self.root), recordings=len(indexed), windows=self.store.counts()["windows"],
+            hours=round(sum(row["duration_s"] or 0.0 for row in indexed) / 3600, 4), labels=labels,
+            references=sum(1 for row in indexed if row["is_reference"]),
+            failures=[{"path": row["path"], "error": row["error"]} for row in rows if row["status"] == "failed"],
+            encoder=self.encoder.config(), pipeline=self.pipeline.to_dict(),
+            index=None if build is None else {"type": build["index_type"], "vectors": build["vector_count"],
+                                               "built_at": build["created_at"].isoformat(timespec="seconds")})
+
+
+def describe_pipeline(pipeline: PipelineConfig) -> str:
+    """One line, e.g. '1.0 s windows every 0.5 s, band-pass 400-3500 Hz, loudness normalisation, trim'."""
+    prep = pipeline.preprocess
+    parts = [f"{pipeline.window_s:g} s windows every {pipeline.hop_s:g} s"]
+    if prep.bandpass_hz:
+        parts.append(f"band-pass {prep.bandpass_hz[0]:g}-{prep.bandpass_hz[1]:g} Hz (order {prep.bandpass_order})")
+    parts.append(f"{prep.normalize} normalisation")
+    if prep.trim_silence:
+        parts.append("silence trimmed")
+    return ", ".join(parts)

@@ -1,0 +1,99 @@
+"""Plain data classes returned by the public API; `to_dict` gives the CLI's JSON shape."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Hit:
+    """One recording found for a query, at its best-matching window span."""
+
+    rank: int
+    path: str
+    recording_id: int
+    label: str | None
+    start_s: float
+    end_s: float
+    distance: float
+    similarity: float
+    score: float
+
+
+@dataclass
+class ReferenceMatch:
+    """The nearest reference sample to a take, and whether it is close enough to count as a match."""
+
+    path: str
+    recording_id: int
+    label: str | None
+    distance: float
+    score: float
+    match: bool
+    start_s: float
+    end_s: float
+    threshold: float
+
+
+@dataclass
+class QueryResult:
+    query: str
+    duration_s: float
+    results: list[Hit]
+    reference: ReferenceMatch | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ScoreResult:
+    """How close one take is to the best reference sample."""
+
+    take: str
+    duration_s: float
+    recording_id: int | None
+    label: str | None
+    reference: ReferenceMatch | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class IndexReport:
+    """What one run of `index` (or `rebuild --reembed`) did."""
+
+    added: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    copied: int = 0
+    skipped: int = 0
+    pruned: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_s: float = 0.0
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["failed"] = [{"path": path, "error": error} for path, error in self.failed]
+        data["x_realtime"] = round(self.audio_s / self.elapsed_s, 1) if self.elapsed_s else None
+        return data
+
+
+@dataclass
+class LibraryStats:
+    """What a library holds."""
+
+    library: str
+    recordings: int
+    windows: int
+    hours: float
+    labels: dict[str, int]
+    references: int
+    failures: list[dict]
+    encoder: dict
+    pipeline: dict
+    index: dict | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)

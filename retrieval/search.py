@@ -1,0 +1,58 @@
+"""Matching a query's windows against a recording's windows: the best time-aligned placement.
+
+A query and a recording are each a sequence of window vectors on a grid of `hop_s`. For every offset of
+one against the other, the windows that overlap are paired, each pair scoring its cosine similarity
+(allowing one hop of slack either way, for takes at slightly different tempo). The placement's
+similarity is the sum over pairs divided by the number of windows of the shorter of the two, so a
+short query must match *somewhere* inside a long recording in full, and a long query containing a
+short recording scores by how well that whole recording matches. Identical audio scores 1.0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+
+MAX_QUERY_WINDOWS = 64  # longer queries are matched on this many evenly spaced windows
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how well a query matches one recording."""
+
+    similarity: float
+    start_s: float
+    end_s: float
+
+
+def grid_positions(start_s: np.ndarray, hop_s: float) -> np.ndarray:
+    """Window starts (seconds) -> integer grid steps from the first window."""
+    return np.rint((start_s - start_s[0]) / hop_s).astype(np.int64)
+
+
+def thin_windows(count: int, limit: int = MAX_QUERY_WINDOWS) -> np.ndarray:
+    """Indices of at most `limit` evenly spaced windows out of `count`."""
+    return np.arange(count) if count <= limit else np.unique(np.linspace(0, count - 1, limit).round().astype(int))
+
+
+def best_placement(query_vectors: np.ndarray, query_start_s: np.ndarray, query_end_s: np.ndarray,
+                   vectors: np.ndarray, start_s: np.ndarray, end_s: np.ndarray, hop_s: float,
+                   slack: int = 1) -> Placement:
+    """The best-aligned placement of a query (n windows) on a recording (m windows); vectors unit length."""
+    similarities = query_vectors @ vectors.T  # (n, m)
+    query_steps = grid_positions(query_start_s, hop_s)
+    steps = grid_positions(start_s, hop_s)
+    offsets = steps[None, :] - query_steps[:, None]  # (n, m): recording step minus query step
+    low = int(offsets.min())
+    by_offset = np.full((len(query_vectors), int(offsets.max()) - low + 1), -1.0, dtype=np.float32)
+    rows = np.broadcast_to(np.arange(len(query_vectors))[:, None], offsets.shape)
+    np.maximum.at(by_offset, (rows, offsets - low), similarities)
+    if slack:
+        by_offset = maximum_filter1d(by_offset, size=2 * slack + 1, axis=1, mode="constant", cval=-1.0)
+    totals = np.clip(by_offset, 0.0, None).sum(axis=0)
+    best = int(np.argmax(totals))
+    similarity = float(totals[best] / min(len(query_vectors), len(vectors)))
+    start = float(start_s[0] + max(best + low, 0) * hop_s)
+    length = float(query_end_s[-1] - query_start_s[0])
+    return Placement(similarity=min(similarity, 1.0), start_s=start, end_s=min(start + length, float(end_s[-1])))

@@ -1,0 +1,388 @@
+"""The metadata store: recordings, their windows and vectors, encoders and index builds, via SQLAlchemy 2.
+
+Hot paths use Core statements over many rows at once (bulk inserts, batched lookups), never an ORM
+object per row. The schema is owned by the Alembic migrations in `migrations/`, applied on open.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
+                        UniqueConstraint, create_engine, delete, event, func, insert, select, text, update)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .errors import SoundalikeError
+
+#: The Alembic revision this code writes; `Store.open` upgrades any older database to it.
+SCHEMA_REVISION = "0001"
+#: SQLite integer keys must be plain INTEGER to alias the rowid (auto-increment); PostgreSQL gets BIGINT.
+Key = BigInteger().with_variant(Integer(), "sqlite")
+LOOKUP_BATCH = 500  # ids per IN (...) clause, well under every backend's parameter limit
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(Base):
+    """Library-wide configuration as JSON values (pipeline, active encoder)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class EncoderRecord(Base):
+    """An encoder (name, version) that produced vectors in this library, with its full config."""
+
+    __tablename__ = "encoders"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Mapped[int] = mapped_column(Key, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    dimension: Mapped[int] = mapped_column(Integer)
+    config: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Recording(Base):
+    """One audio file of the library: where it is, what it is, and whether indexing it worked."""
+
+    __tablename__ = "recordings"
+    id: Mapped[int] = mapped_column(Key, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    codec: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(256), index=True)
+    is_reference: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # "indexed" | "failed"
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Window(Base):
+    """One analysis window of a recording and its vector; its id is the vector's id in the FAISS index."""
+
+    __tablename__ = "windows"
+    id: Mapped[int] = mapped_column(Key, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"), index=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, `dimension` values
+
+
+class IndexBuild(Base):
+    """A FAISS index file written from the stored vectors of one encoder."""
+
+    __tablename__ = "index_builds"
+    id: Mapped[int] = mapped_column(Key, primary_key=True)
+    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"))
+    index_type: Mapped[str] = mapped_column(String(256))
+    vector_count: Mapped[int] = mapped_column(BigInteger)
+    file_name: Mapped[str] = mapped_column(String(256))
+    params: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What the store knows of a path, enough to decide whether to index it again."""
+
+    recording_id: int
+    path: str
+    content_hash: str | None
+    size_bytes: int
+    mtime: float
+    status: str
+
+
+@dataclass
+class WindowVectors:
+    """Windows with their vectors, as parallel arrays."""
+
+    window_ids: np.ndarray  # (n,) int64
+    recording_ids: np.ndarray  # (n,) int64
+    start_s: np.ndarray  # (n,) float64
+    end_s: np.ndarray  # (n,) float64
+    vectors: np.ndarray  # (n, dimension) float32
+
+    def select(self, mask: np.ndarray) -> "WindowVectors":
+        """The windows where `mask` (boolean or indices) selects."""
+        return WindowVectors(self.window_ids[mask], self.recording_ids[mask], self.start_s[mask], self.end_s[mask],
+                             self.vectors[mask])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _batches(items: list, size: int = LOOKUP_BATCH) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start: start + size]
+
+
+class Store:
+    """Typed access to one library database; every method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> "Store":
+        """Connect to `url` (any SQLAlchemy URL) and bring its schema to SCHEMA_REVISION."""
+        try:
+            engine = create_engine(url)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            store = cls(engine)
+            if store.schema_revision() != SCHEMA_REVISION:
+                from migrations import upgrade
+                upgrade(engine)
+            return store
+        except SQLAlchemyError as error:
+            raise SoundalikeError(f"cannot open the library database: {str(error).splitlines()[0]}", url) from None
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            try:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except SQLAlchemyError:
+                return None
+
+    # settings and encoders
+
+    def get_setting(self, key: str) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(Setting.value).where(Setting.key == key)).scalar()
+        return None if value is None else json.loads(value)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(Setting).where(Setting.key == key))
+            conn.execute(insert(Setting).values(key=key, value=json.dumps(value, sort_keys=True)))
+
+    def ensure_encoder(self, config: dict) -> int:
+        """The id of the encoder (name, version), registering it on first use."""
+        with self.engine.begin() as conn:
+            found = conn.execute(select(EncoderRecord.id).where(
+                EncoderRecord.name == config["name"], EncoderRecord.version == config["version"])).scalar()
+            if found is not None:
+                return found
+            return conn.execute(insert(EncoderRecord).values(
+                name=config["name"], version=config["version"], dimension=config["dimension"],
+                config=json.dumps(config, sort_keys=True)).returning(EncoderRecord.id)).scalar_one()
+
+    def encoders(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(EncoderRecord.id, EncoderRecord.name, EncoderRecord.version,
+                                       EncoderRecord.dimension, EncoderRecord.created_at)).mappings().all()
+        return [dict(row) for row in rows]
+
+    # recordings
+
+    def files_by_path(self, paths: list[str]) -> dict[str, StoredFile]:
+        return self._files(Recording.path, paths)
+
+    def files_by_hash(self, hashes: list[str]) -> dict[str, StoredFile]:
+        """One indexed recording per content hash (the lowest id when copies exist)."""
+        found: dict[str, StoredFile] = {}
+        for stored in sorted(self._files(Recording.content_hash, hashes, indexed_only=True, many=True),
+                             key=lambda item: -item.recording_id):
+            found[stored.content_hash] = stored
+        return found
+
+    def _files(self, column: Any, keys: list[str], indexed_only: bool = False, many: bool = False) -> Any:
+        columns = (Recording.id, Recording.path, Recording.content_hash, Recording.size_bytes,
+                   Recording.mtime, Recording.status)
+        rows = []
+        with self.engine.connect() as conn:
+            for batch in _batches(keys):
+                query = select(*columns).where(column.in_(batch))
+                if indexed_only:
+                    query = query.where(Recording.status == "indexed")
+                rows.extend(conn.execute(query).all())
+        files = [StoredFile(*row) for row in rows]
+        return files if many else {stored.path: stored for stored in files}
+
+    def save_recording(self, metadata: dict, encoder_id: int, start_s: np.ndarray, end_s: np.ndarray,
+                       vectors: np.ndarray) -> tuple[int, np.ndarray]:
+        """Insert or replace the recording at metadata['path'] with its windows; returns (id, window ids)."""
+        now = utcnow()
+        values = dict(metadata, status="indexed", error=None, updated_at=now)
+        with self.engine.begin() as conn:
+            recording_id = self._upsert_recording(conn, values, now)
+            conn.execute(delete(Window).where(Window.recording_id == recording_id))
+            rows = [{"recording_id": recording_id, "encoder_id": encoder_id, "start_s": float(start),
+                     "end_s": float(end), "vector": vector.tobytes()}
+                    for start, end, vector in zip(start_s, end_s, np.ascontiguousarray(vectors, dtype=np.float32))]
+            window_ids = conn.execute(insert(Window).returning(Window.id, sort_by_parameter_order=True), rows)
+            return recording_id, np.fromiter((row[0] for row in window_ids), dtype=np.int64, count=len(rows))
+
+    def save_failure(self, metadata: dict, error: str) -> int:
+        """Record that the file at metadata['path'] could not be indexed, keeping none of its old windows."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            recording_id = self._upsert_recording(conn, dict(metadata, status="failed", error=error, updated_at=now), now)
+            conn.execute(delete(Window).where(Window.recording_id == recording_id))
+            return recording_id
+
+    @staticmethod
+    def _upsert_recording(conn: Connection, values: dict, now: datetime) -> int:
+        existing = conn.execute(select(Recording.id).where(Recording.path == values["path"])).scalar()
+        if existing is None:
+            return conn.execute(insert(Recording).values(created_at=now, **values).returning(Recording.id)).scalar_one()
+        conn.execute(update(Recording).where(Recording.id == existing).values(**values))
+        return existing
+
+    def copy_recording(self, source_id: int, metadata: dict) -> tuple[int, np.ndarray]:
+        """A new recording at metadata['path'] sharing the source's content: windows copied, nothing decoded."""
+        with self.engine.connect() as conn:
+            source = conn.execute(select(Recording).where(Recording.id == source_id)).mappings().one()
+        copied = {key: source[key] for key in ("content_hash", "duration_s", "sample_rate", "channels", "codec",
+                                               "label", "is_reference")}
+        windows = self.window_vectors([source_id])
+        encoder_id = self.window_encoder(source_id)
+        return self.save_recording(dict(copied, **metadata), encoder_id, windows.start_s, windows.end_s, windows.vectors)
+
+    def window_encoder(self, recording_id: int) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(Window.encoder_id).where(Window.recording_id == recording_id).limit(1)).scalar()
+
+    def move_recording(self, recording_id: int, metadata: dict) -> None:
+        """The file of a recording moved to metadata['path']: its windows stay as they are."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Recording).where(Recording.id == recording_id).values(updated_at=utcnow(), **metadata))
+
+    def set_tags(self, recording_ids: list[int], label: str | None = None, is_reference: bool | None = None) -> None:
+        """Set the label and/or the reference mark of recordings (None leaves a field as it is)."""
+        values = {key: value for key, value in (("label", label), ("is_reference", is_reference)) if value is not None}
+        if not values or not recording_ids:
+            return
+        with self.engine.begin() as conn:
+            for batch in _batches(recording_ids):
+                conn.execute(update(Recording).where(Recording.id.in_(batch)).values(updated_at=utcnow(), **values))
+
+    def remove_recordings(self, recording_ids: list[int]) -> np.ndarray:
+        """Delete recordings and their windows; returns the removed window ids."""
+        removed = []
+        with self.engine.begin() as conn:
+            for batch in _batches(recording_ids):
+                removed.extend(conn.execute(select(Window.id).where(Window.recording_id.in_(batch))).scalars())
+                conn.execute(delete(Window).where(Window.recording_id.in_(batch)))
+                conn.execute(delete(Recording).where(Recording.id.in_(batch)))
+        return np.array(removed, dtype=np.int64)
+
+    def recordings(self, recording_ids: Iterable[int] | None = None, where: Any = None) -> list[dict]:
+        """Recording rows as dicts, by id or by a SQLAlchemy condition (all when both are None)."""
+        with self.engine.connect() as conn:
+            if recording_ids is None:
+                query = select(Recording) if where is None else select(Recording).where(where)
+                return [dict(row) for row in conn.execute(query.order_by(Recording.id)).mappings()]
+            rows = []
+            for batch in _batches(list(recording_ids)):
+                rows.extend(dict(row) for row in conn.execute(select(Recording).where(Recording.id.in_(batch))).mappings())
+            return rows
+
+    def all_paths(self) -> list[tuple[int, str]]:
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(select(Recording.id, Recording.path))]
+
+    # windows and vectors
+
+    def window_vectors(self, recording_ids: list[int]) -> WindowVectors:
+        """All windows of the given recordings, ordered by recording then time."""
+        return self._window_vectors(Window.recording_id, recording_ids)
+
+    def windows_by_id(self, window_ids: list[int]) -> WindowVectors:
+        return self._window_vectors(Window.id, window_ids)
+
+    def _window_vectors(self, column: Any, keys: list[int]) -> WindowVectors:
+        rows = []
+        with self.engine.connect() as conn:
+            for batch in _batches([int(key) for key in keys]):
+                rows.extend(conn.execute(select(Window.id, Window.recording_id, Window.start_s, Window.end_s,
+                                                Window.vector).where(column.in_(batch))).all())
+        rows.sort(key=lambda row: (row[1], row[2]))
+        return _as_window_vectors(rows)
+
+    def reference_vectors(self) -> WindowVectors:
+        """Windows of every reference recording."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector)
+                                .join(Recording, Recording.id == Window.recording_id)
+                                .where(Recording.is_reference.is_(True), Recording.status == "indexed")
+                                .order_by(Window.recording_id, Window.start_s)).all()
+        return _as_window_vectors(rows)
+
+    def iter_vectors(self, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored (window ids, vectors) in id order, in batches: what an index is built from."""
+        last = -1
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(Window.id, Window.vector).where(Window.id > last)
+                                    .order_by(Window.id).limit(batch_size)).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+
+    def counts(self) -> dict:
+        with self.engine.connect() as conn:
+            return {
+                "windows": conn.execute(select(func.count(Window.id))).scalar_one(),
+                "encoders": dict(conn.execute(select(Window.encoder_id, func.count(Window.id))
+                                              .group_by(Window.encoder_id)).all()),
+            }
+
+    # index builds
+
+    def add_index_build(self, encoder_id: int, index_type: str, vector_count: int, file_name: str,
+                        params: dict) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(insert(IndexBuild).values(
+                encoder_id=encoder_id, index_type=index_type, vector_count=vector_count, file_name=file_name,
+                params=json.dumps(params, sort_keys=True)).returning(IndexBuild.id)).scalar_one()
+
+    def latest_index_build(self) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(IndexBuild).order_by(IndexBuild.id.desc()).limit(1)).mappings().first()
+        return None if row is None else dict(row, params=json.loads(row["params"]))
+
+
+def _as_window_vectors(rows: list) -> WindowVectors:
+    count = len(rows)
+    return WindowVectors(
+        window_ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=count),
+        recording_ids=np.fromiter((row[1] for row in rows), dtype=np.int64, count=count),
+        start_s=np.fromiter((row[2] for row in rows), dtype=np.float64, count=count),
+        end_s=np.fromiter((row[3] for row in rows), dtype=np.float64, count=count),
+        vectors=(np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(count, -1)
+                 if count else np.zeros((0, 0), dtype=np.float32)))
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
