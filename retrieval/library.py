@@ -94,11 +94,12 @@ class Library:
         workers = 1 if len(jobs) < MIN_POOL_FILES else workers
         for result in embed_files(jobs, self.embedder, self.encoder.name, workers):
             if result.error:
-                self.store.save_failure(result.metadata, result.error)
+                index.remove(self.store.save_failure(result.metadata, result.error))
                 report.failed.append((result.path, result.error))
             else:
-                _, window_ids = self.store.save_recording(result.metadata, self.encoder_id, result.start_s,
-                                                          result.end_s, result.vectors)
+                _, window_ids, replaced = self.store.save_recording(
+                    result.metadata, self.encoder_id, result.start_s, result.end_s, result.vectors)
+                index.remove(replaced)
                 index.add(window_ids, result.vectors)
                 report.added += 1
                 report.audio_s += result.duration_s
@@ -150,18 +151,21 @@ class Library:
                 metadata["content_hash"] = content_hash(metadata["path"])
             except OSError as error:
                 report.failed.append((metadata["path"], f"cannot read ({error.strerror})"))
-                self.store.save_failure(metadata, f"cannot read ({error.strerror})")
+                self.vector_index().remove(self.store.save_failure(metadata, f"cannot read ({error.strerror})"))
                 continue
             by_hash[metadata["path"]] = metadata
         same_content = self.store.files_by_hash([m["content_hash"] for m in by_hash.values()])
         for path, metadata in by_hash.items():
             twin = same_content.get(metadata["content_hash"])
+            if twin is not None and twin.path != path and path in known:  # this path held other content before
+                self.vector_index().remove(self.store.remove_recordings([known[path].recording_id]))
             if twin is not None and twin.path != path and not os.path.exists(twin.path):
                 self.store.move_recording(twin.recording_id, metadata)
                 same_content.pop(metadata["content_hash"])
                 report.moved += 1
             elif twin is not None and twin.path != path:
-                _, window_ids = self.store.copy_recording(twin.recording_id, metadata)
+                _, window_ids, replaced = self.store.copy_recording(twin.recording_id, metadata)
+                self.vector_index().remove(replaced)
                 self.vector_index().add(window_ids, self.store.windows_by_id(list(window_ids)).vectors)
                 report.copied += 1
             else:

@@ -45,14 +45,17 @@ def best_placement(query_vectors: np.ndarray, query_start_s: np.ndarray, query_e
     steps = grid_positions(start_s, hop_s)
     offsets = steps[None, :] - query_steps[:, None]  # (n, m): recording step minus query step
     low = int(offsets.min())
-    by_offset = np.full((len(query_vectors), int(offsets.max()) - low + 1), -1.0, dtype=np.float32)
+    by_offset = np.full((len(query_vectors), int(offsets.max()) - low + 1), -2.0, dtype=np.float32)
     rows = np.broadcast_to(np.arange(len(query_vectors))[:, None], offsets.shape)
     np.maximum.at(by_offset, (rows, offsets - low), similarities)
+    paired = by_offset > -1.5
     if slack:
-        by_offset = maximum_filter1d(by_offset, size=2 * slack + 1, axis=1, mode="constant", cval=-1.0)
-    totals = np.clip(by_offset, 0.0, None).sum(axis=0)
-    best = int(np.argmax(totals))
-    similarity = float(totals[best] / min(len(query_vectors), len(vectors)))
+        by_offset = maximum_filter1d(by_offset, size=2 * slack + 1, axis=1, mode="constant", cval=-2.0)
+    # Normally at most min(n, m) windows overlap at an offset; an end-aligned tail window can add one more.
+    pairs = np.maximum(paired.sum(axis=0), min(len(query_vectors), len(vectors)))
+    means = np.where(paired, np.clip(by_offset, 0.0, None), 0.0).sum(axis=0) / pairs
+    best = int(np.argmax(means))
+    similarity = float(means[best])
     start = float(start_s[0] + max(best + low, 0) * hop_s)
     length = float(query_end_s[-1] - query_start_s[0])
     return Placement(similarity=min(similarity, 1.0), start_s=start, end_s=min(start + length, float(end_s[-1])))

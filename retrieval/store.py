@@ -60,6 +60,7 @@ class Recording(Base):
     """One audio file of the library: where it is, what it is, and whether indexing it worked."""
 
     __tablename__ = "recordings"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused, even after deletes
     id: Mapped[int] = mapped_column(Key, primary_key=True)
     path: Mapped[str] = mapped_column(String(4096), unique=True)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -81,6 +82,7 @@ class Window(Base):
     """One analysis window of a recording and its vector; its id is the vector's id in the FAISS index."""
 
     __tablename__ = "windows"
+    __table_args__ = {"sqlite_autoincrement": True}  # a window id is a FAISS id: never reused
     id: Mapped[int] = mapped_column(Key, primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
     encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"), index=True)
@@ -228,26 +230,37 @@ class Store:
         return files if many else {stored.path: stored for stored in files}
 
     def save_recording(self, metadata: dict, encoder_id: int, start_s: np.ndarray, end_s: np.ndarray,
-                       vectors: np.ndarray) -> tuple[int, np.ndarray]:
-        """Insert or replace the recording at metadata['path'] with its windows; returns (id, window ids)."""
+                       vectors: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """Insert or replace the recording at metadata['path'] with its windows.
+
+        Returns (recording id, new window ids, ids of the windows it replaced).
+        """
         now = utcnow()
         values = dict(metadata, status="indexed", error=None, updated_at=now)
         with self.engine.begin() as conn:
             recording_id = self._upsert_recording(conn, values, now)
-            conn.execute(delete(Window).where(Window.recording_id == recording_id))
+            replaced = self._delete_windows(conn, recording_id)
             rows = [{"recording_id": recording_id, "encoder_id": encoder_id, "start_s": float(start),
                      "end_s": float(end), "vector": vector.tobytes()}
                     for start, end, vector in zip(start_s, end_s, np.ascontiguousarray(vectors, dtype=np.float32))]
             window_ids = conn.execute(insert(Window).returning(Window.id, sort_by_parameter_order=True), rows)
-            return recording_id, np.fromiter((row[0] for row in window_ids), dtype=np.int64, count=len(rows))
+            new = np.fromiter((row[0] for row in window_ids), dtype=np.int64, count=len(rows))
+            return recording_id, new, replaced
 
-    def save_failure(self, metadata: dict, error: str) -> int:
-        """Record that the file at metadata['path'] could not be indexed, keeping none of its old windows."""
+    def save_failure(self, metadata: dict, error: str) -> np.ndarray:
+        """Record that the file at metadata['path'] could not be indexed; returns ids of windows it had."""
         now = utcnow()
         with self.engine.begin() as conn:
             recording_id = self._upsert_recording(conn, dict(metadata, status="failed", error=error, updated_at=now), now)
+            return self._delete_windows(conn, recording_id)
+
+    @staticmethod
+    def _delete_windows(conn: Connection, recording_id: int) -> np.ndarray:
+        old = np.array(conn.execute(select(Window.id).where(Window.recording_id == recording_id)).scalars().all(),
+                       dtype=np.int64)
+        if len(old):
             conn.execute(delete(Window).where(Window.recording_id == recording_id))
-            return recording_id
+        return old
 
     @staticmethod
     def _upsert_recording(conn: Connection, values: dict, now: datetime) -> int:
@@ -257,7 +270,7 @@ class Store:
         conn.execute(update(Recording).where(Recording.id == existing).values(**values))
         return existing
 
-    def copy_recording(self, source_id: int, metadata: dict) -> tuple[int, np.ndarray]:
+    def copy_recording(self, source_id: int, metadata: dict) -> tuple[int, np.ndarray, np.ndarray]:
         """A new recording at metadata['path'] sharing the source's content: windows copied, nothing decoded."""
         with self.engine.connect() as conn:
             source = conn.execute(select(Recording).where(Recording.id == source_id)).mappings().one()

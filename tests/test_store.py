@@ -1,0 +1,121 @@
+"""The metadata store: schema from migrations, bulk window writes, lookups, tags, removal."""
+from __future__ import annotations
+
+import numpy as np
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from migrations import alembic_config
+from retrieval.store import SCHEMA_REVISION, Base, Store, sqlite_url
+
+ENCODER = {"name": "test", "version": "1", "dimension": 4, "features": {}}
+
+
+def metadata(path: str, content_hash: str = "h", **extra) -> dict:
+    return {"path": path, "size_bytes": 10, "mtime": 1.0, "content_hash": content_hash, "duration_s": 2.0, **extra}
+
+
+def save(store: Store, path: str, windows: int = 3, content_hash: str = "h", **extra):
+    encoder_id = store.ensure_encoder(ENCODER)
+    vectors = np.eye(4, dtype=np.float32)[np.arange(windows) % 4]
+    starts = np.arange(windows) * 0.5
+    return store.save_recording(metadata(path, content_hash, **extra), encoder_id, starts, starts + 1.0, vectors)
+
+
+def test_models_and_migrations_agree(store):
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert differences == []
+
+
+def test_schema_revision_is_the_migrations_head(store):
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
+    assert store.schema_revision() == SCHEMA_REVISION
+
+
+def test_reopening_keeps_data(tmp_path):
+    first = Store.open(sqlite_url(tmp_path / "db.sqlite"))
+    save(first, "/a.wav")
+    again = Store.open(sqlite_url(tmp_path / "db.sqlite"))
+    assert list(again.files_by_path(["/a.wav"])) == ["/a.wav"]
+
+
+def test_save_recording_returns_window_ids_in_order_and_vectors_round_trip(store):
+    recording_id, window_ids, _ = save(store, "/a.wav", windows=5)
+    windows = store.window_vectors([recording_id])
+    assert list(windows.window_ids) == list(window_ids)
+    assert np.array_equal(windows.vectors, np.eye(4, dtype=np.float32)[np.arange(5) % 4])
+    assert list(windows.start_s) == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_saving_again_replaces_the_windows(store):
+    recording_id, old, _ = save(store, "/a.wav", windows=5)
+    same_id, new, replaced = save(store, "/a.wav", windows=2)
+    assert same_id == recording_id and list(replaced) == list(old)
+    assert not set(new) & set(old), "window ids are FAISS ids: never reused"
+    assert len(store.window_vectors([recording_id]).window_ids) == 2
+    assert not set(old) & set(store.windows_by_id(list(old)).window_ids)
+
+
+def test_failure_is_recorded_with_reason_and_drops_old_windows(store):
+    recording_id, window_ids, _ = save(store, "/a.wav")
+    assert list(store.save_failure(metadata("/a.wav"), "no audio stream")) == list(window_ids)
+    row = store.recordings([recording_id])[0]
+    assert (row["status"], row["error"]) == ("failed", "no audio stream")
+    assert store.counts()["windows"] == 0
+
+
+def test_lookup_by_hash_finds_indexed_recordings_only(store):
+    save(store, "/a.wav", content_hash="same")
+    store.save_failure(metadata("/broken.wav", content_hash="bad"), "corrupt")
+    found = store.files_by_hash(["same", "bad", "unknown"])
+    assert list(found) == ["same"] and found["same"].path == "/a.wav"
+
+
+def test_copy_shares_vectors_without_new_decoding(store):
+    recording_id, _, _ = save(store, "/a.wav", label="dog")
+    copy_id, _, _ = store.copy_recording(recording_id, {"path": "/b.wav", "size_bytes": 10, "mtime": 2.0})
+    assert copy_id != recording_id
+    assert np.array_equal(store.window_vectors([copy_id]).vectors, store.window_vectors([recording_id]).vectors)
+    assert store.recordings([copy_id])[0]["label"] == "dog"
+
+
+def test_tags_and_reference_vectors(store):
+    first, _, _ = save(store, "/a.wav")
+    save(store, "/b.wav")
+    store.set_tags([first], label="bird", is_reference=True)
+    references = store.reference_vectors()
+    assert set(references.recording_ids) == {first}
+    assert store.recordings([first])[0]["label"] == "bird"
+
+
+def test_remove_returns_window_ids_and_cascades(store):
+    first, window_ids, _ = save(store, "/a.wav")
+    save(store, "/b.wav")
+    removed = store.remove_recordings([first])
+    assert sorted(removed) == sorted(window_ids)
+    assert [path for _, path in store.all_paths()] == ["/b.wav"]
+
+
+def test_iter_vectors_streams_every_vector_in_batches(store):
+    for number in range(5):
+        save(store, f"/{number}.wav", windows=3)
+    batches = list(store.iter_vectors(batch_size=4))
+    ids = np.concatenate([ids for ids, _ in batches])
+    assert len(batches) == 4 and len(ids) == 15 and np.all(np.diff(ids) > 0)
+
+
+def test_lookups_work_beyond_one_batch_of_parameters(store):
+    paths = [f"/{number}.wav" for number in range(1200)]
+    encoder_id = store.ensure_encoder(ENCODER)
+    for path in paths[:3]:
+        store.save_recording(metadata(path), encoder_id, np.zeros(1), np.ones(1), np.ones((1, 4), np.float32))
+    assert len(store.files_by_path(paths)) == 3
+
+
+def test_settings_round_trip_json(store):
+    store.set_setting("pipeline", {"window_s": 1.0, "nested": {"a": [1, 2]}})
+    store.set_setting("pipeline", {"window_s": 2.0})
+    assert store.get_setting("pipeline") == {"window_s": 2.0}
+    assert store.get_setting("missing") is None
