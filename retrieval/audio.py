@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,31 +21,24 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .3gp .3g2 .flv .wmv .asf .mpg .mpeg .ts .mts .ogv".split()
 )
-# FFmpeg's default probing reads ~5 MB and costs 20-25 ms per WAV; these headers say everything in
-# their first bytes (LIMITS.md: 28 ms -> 4 ms for a 2 s WAV).
+# FFmpeg's default probing of a 16-bit WAV reads on, looking for DTS in it: 15-25 ms per file,
+# against 0.4 ms with a 2 kB probe (LIMITS.md). These headers say everything in their first bytes.
 _SMALL_PROBE_EXTENSIONS = frozenset({".wav", ".wave", ".aif", ".aiff", ".aifc"})
-# Resampling per decoded frame (~1k samples) costs 2-3x the decoding itself (LIMITS.md); blocks of
-# this many seconds of native audio make the per-call overhead negligible.
+# Resampling each decoded frame (~1k samples) costs more than decoding it (LIMITS.md): resample
+# blocks of this many seconds of source instead.
 _BLOCK_S = 1.0
-# FFmpeg's default filter (32 taps, cutoff 0.97) lets an 8.1 kHz tone alias into a 16 kHz output at
-# only -13 dB; this one gives -115 dB there, -50 dB at 7.9 kHz, -0.4 dB at 7 kHz, at the same speed.
+# FFmpeg's default filter (32 taps, cutoff 0.97) lets an 8.1 kHz tone alias into a 16 kHz output
+# at -13 dB; this one: -115 dB there, -50 dB at 7.9 kHz, -0.4 dB at 7 kHz, for ~30% more time.
 _RESAMPLER_OPTIONS = {"filter_size": "64", "cutoff": "0.92"}
-# FFmpeg errors that leave the rest of the stream decodable (a corrupt packet, a bad frame).
+# Decoder errors after which the next packet still decodes.
 _PACKET_ERRORS = (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError)
-# numpy type and full-scale value of each FFmpeg sample format (planar or not).
-_SAMPLE_TYPES = {
-    "u8": (np.uint8, 128.0),
-    "s16": (np.int16, 2.0**15),
-    "s32": (np.int32, 2.0**31),
-    "s64": (np.int64, 2.0**63),
-    "flt": (np.float32, 1.0),
-    "dbl": (np.float64, 1.0),
-}
+# The numpy type of each FFmpeg sample format, planar ("s16p") or not.
+_SAMPLE_TYPES = {"u8": "u1", "s16": "i2", "s32": "i4", "s64": "i8", "flt": "f4", "dbl": "f8"}
 
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file's metadata says about its first audio stream (durations in seconds)."""
+    """What a file's metadata says about its first audio stream."""
 
     path: str
     duration_s: float
@@ -60,147 +54,135 @@ def is_media_file(path: str | Path) -> bool:
 
 
 def iter_media_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
-    """Yield (absolute path, is_media) for each file under `paths`, in sorted order.
+    """Yield (absolute path, is_media) for the files in `paths` and in folders under them, sorted.
 
-    Hidden files (`.DS_Store`, macOS `._song.mp3`) are yielded as not media; hidden folders are not
-    entered unless named in `paths`; an unreadable folder is yielded as not media.
+    Hidden files (`.DS_Store`, macOS `._song.mp3`) are not media; hidden folders (`.git`) are walked
+    only when named in `paths`; a folder that cannot be listed is yielded as not media.
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    visited: set[str] = set()
-    for path in paths:
+    visited: set[str] = set()  # real paths of the folders walked: no symlink loop, no repeats
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path).absolute()
-        if not path.exists():
+        if path.is_dir():
+            yield from _walk(path, visited)
+        elif path.exists():
+            yield path, _is_visible_media(path)
+        else:
             raise DecodeError("no such file or folder", path)
-        yield from _walk(path, visited)
 
 
-def _walk(path: Path, visited: set[str]) -> Iterator[tuple[Path, bool]]:
-    if not path.is_dir():
-        yield path, not path.name.startswith(".") and is_media_file(path)
-        return
-    real = os.path.realpath(path)
-    if real in visited:  # a symlink loop, or a folder reached twice
+def _walk(folder: Path, visited: set[str]) -> Iterator[tuple[Path, bool]]:
+    real = os.path.realpath(folder)
+    if real in visited:
         return
     visited.add(real)
     try:
-        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:
-        yield path, False
+        yield folder, False
         return
     for entry in entries:
-        child = path / entry.name
-        if entry.name.startswith(".") and child.is_dir():
-            continue
-        yield from _walk(child, visited)
+        child = folder / entry.name
+        if not entry.is_dir():  # follows symlinks; a dangling one is a file that won't decode
+            yield child, _is_visible_media(child)
+        elif not entry.name.startswith("."):
+            yield from _walk(child, visited)
+
+
+def _is_visible_media(path: Path) -> bool:
+    return not path.name.startswith(".") and is_media_file(path)
 
 
 def probe(path: str | Path) -> AudioInfo:
-    """Read the first audio stream's duration, rate, channels and codec from the metadata only."""
+    """Read the first audio stream's duration, rate, channels and codec from metadata only."""
     with _open(path) as container:
         stream = _audio_stream(container, path)
-        context = stream.codec_context
         if stream.duration is not None:
             duration_s = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration_s = container.duration / av.time_base
         else:
-            duration_s = 0.0
-        return AudioInfo(
-            path=str(path),
-            duration_s=duration_s,
-            sample_rate=context.sample_rate,
-            channels=context.channels,
-            codec=context.codec.canonical_name,
-        )
+            duration_s = (container.duration or 0) / av.time_base
+        context = stream.codec_context
+        codec = context.codec.canonical_name  # "mp3", where the decoder's name is "mp3float"
+        return AudioInfo(str(path), duration_s, context.sample_rate, context.channels, codec)
 
 
 def stream_audio(path: str | Path, sample_rate: int, chunk_s: float = 30.0) -> Iterator[np.ndarray]:
-    """Decode the first audio stream to mono float32 at `sample_rate`, in chunks of `chunk_s` seconds.
+    """Decode the first audio stream to mono float32 at `sample_rate`, in chunks of `chunk_s` s.
 
     Every chunk but the last has exactly round(chunk_s * sample_rate) samples; memory stays within
     a few chunks whatever the file's length. Raises DecodeError if no sample can be decoded.
     """
     chunk_samples = max(1, round(chunk_s * sample_rate))
     pending: list[np.ndarray] = []
-    pending_samples = 0
-    total_samples = 0
-    for block in _resampled_blocks(path, sample_rate):
-        pending.append(block)
-        pending_samples += len(block)
-        if pending_samples < chunk_samples:
-            continue
-        joined = np.concatenate(pending)
-        cut = len(joined) - len(joined) % chunk_samples
-        for start in range(0, cut, chunk_samples):
-            yield joined[start : start + chunk_samples]
-        total_samples += cut
-        pending = [joined[cut:]]
-        pending_samples = len(joined) - cut
+    pending_samples, yielded_any = 0, False
+    try:
+        for block in _resampled_blocks(path, sample_rate):
+            pending.append(block)
+            pending_samples += len(block)
+            if pending_samples < chunk_samples:
+                continue
+            joined = np.concatenate(pending)
+            cut = len(joined) - len(joined) % chunk_samples
+            for start in range(0, cut, chunk_samples):
+                yield joined[start : start + chunk_samples]
+            pending, pending_samples, yielded_any = [joined[cut:]], len(joined) - cut, True
+    except (av.error.FFmpegError, OSError) as error:  # from the resampler: not seen so far
+        raise DecodeError(_reason(error), path) from None
     if pending_samples:
         yield np.concatenate(pending)
-    elif total_samples == 0:
+    elif not yielded_any:
         raise DecodeError("no audio samples decoded", path)
 
 
-def load_audio(path: str | Path, sample_rate: int, max_duration_s: float | None = None) -> np.ndarray:
-    """Decode a whole file (or its first `max_duration_s` seconds) to mono float32, shape (samples,)."""
-    if max_duration_s is None:
-        return np.concatenate(list(stream_audio(path, sample_rate)))
-    max_samples = max(1, round(max_duration_s * sample_rate))
-    chunks = stream_audio(path, sample_rate, chunk_s=min(30.0, max_duration_s))
+def load_audio(
+    path: str | Path, sample_rate: int, max_duration_s: float | None = None
+) -> np.ndarray:
+    """Decode a whole file, or its first `max_duration_s`, to mono float32: shape (samples,)."""
+    max_samples = None if max_duration_s is None else max(1, round(max_duration_s * sample_rate))
+    chunk_s = 30.0 if max_duration_s is None else min(30.0, max_duration_s)
     kept: list[np.ndarray] = []
-    kept_samples = 0
-    for chunk in chunks:
-        kept.append(chunk[: max_samples - kept_samples])
-        kept_samples += len(kept[-1])
-        if kept_samples >= max_samples:
-            chunks.close()
-            break
-    return np.concatenate(kept)
+    with closing(stream_audio(path, sample_rate, chunk_s)) as chunks:
+        for chunk in chunks:
+            kept.append(chunk)
+            if max_samples is not None and sum(map(len, kept)) >= max_samples:
+                break
+    return np.concatenate(kept)[:max_samples]
 
 
 def _resampled_blocks(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at `sample_rate`, resampled about `_BLOCK_S` seconds of source at a time."""
-    resampler: av.AudioResampler | None = None
-    source_rate = 0
-    source_samples = 0
+    """Mono float32 at `sample_rate`, resampling about `_BLOCK_S` seconds of source at a time."""
+    resampler, source_rate, source_samples = None, sample_rate, 0
     for block, rate in _mono_blocks(path):
-        if rate != source_rate:  # first block, or the stream changed rate mid-way
-            if resampler is not None:
-                yield from _drain(resampler, None)
+        if rate != source_rate:  # the first block, or the stream changed its rate
+            yield from _drain(resampler, None)
+            resampler = av.AudioResampler(
+                format="flt", layout="mono", rate=sample_rate, options=_RESAMPLER_OPTIONS
+            )
             source_rate, source_samples = rate, 0
-            resampler = None
-            if rate != sample_rate:
-                resampler = av.AudioResampler(
-                    format="flt", layout="mono", rate=sample_rate, options=_RESAMPLER_OPTIONS
-                )
-        if resampler is None:
+        if rate == sample_rate:
             yield block
             continue
+        # The filter keeps its state between calls: consecutive blocks join without a seam.
         frame = av.AudioFrame.from_ndarray(block[np.newaxis, :], format="flt", layout="mono")
-        frame.sample_rate = rate
-        frame.time_base = Fraction(1, rate)
-        frame.pts = source_samples
+        frame.sample_rate, frame.time_base, frame.pts = rate, Fraction(1, rate), source_samples
         source_samples += len(block)
         yield from _drain(resampler, frame)
-    if resampler is not None:
-        yield from _drain(resampler, None)
+    yield from _drain(resampler, None)
 
 
-def _drain(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> Iterator[np.ndarray]:
-    for out in resampler.resample(frame):
-        yield out.to_ndarray()[0]
+def _drain(
+    resampler: av.AudioResampler | None, frame: av.AudioFrame | None
+) -> Iterator[np.ndarray]:
+    """Resample a frame, or flush the filter's tail with None, as 1-D float32 arrays."""
+    for resampled in resampler.resample(frame) if resampler else ():
+        yield resampled.to_ndarray()[0]
 
 
 def _mono_blocks(path: str | Path) -> Iterator[tuple[np.ndarray, int]]:
-    """(mono float32 samples, native rate) of about `_BLOCK_S` seconds each, skipping bad packets."""
+    """(mono float32 samples, native rate) of about `_BLOCK_S` seconds each."""
     pending: list[np.ndarray] = []
-    pending_samples = 0
-    rate = 0
+    pending_samples, rate = 0, 0
     with _open(path) as container:
-        stream = _audio_stream(container, path)
-        for frame in _decoded_frames(container, stream, path):
+        for frame in _decoded_frames(container, _audio_stream(container, path), path):
             if frame.sample_rate != rate and pending:
                 yield np.concatenate(pending), rate
                 pending, pending_samples = [], 0
@@ -214,46 +196,41 @@ def _mono_blocks(path: str | Path) -> Iterator[tuple[np.ndarray, int]]:
         yield np.concatenate(pending), rate
 
 
-def _decoded_frames(container, stream, path: str | Path) -> Iterator[av.AudioFrame]:
-    """Decoded frames of `stream`; a corrupt packet is skipped, a broken container ends the stream."""
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.audio.AudioStream, path: str | Path
+) -> Iterator[av.AudioFrame]:
+    """Decoded frames of `stream`: a corrupt packet is skipped, a broken container ends them."""
     decoded_any = False
     packets = container.demux(stream)
     while True:
         try:
-            packet = next(packets)
+            frames = next(packets).decode()
         except StopIteration:
             return
-        except (av.error.FFmpegError, OSError) as error:
-            if not decoded_any:
-                raise DecodeError(_reason(error), path) from None
-            return
-        try:
-            frames = packet.decode()
-        except _PACKET_ERRORS:
+        except _PACKET_ERRORS:  # raised by the demuxer, it has ended `packets`: next() stops
             continue
         except (av.error.FFmpegError, OSError) as error:
-            if not decoded_any:
-                raise DecodeError(_reason(error), path) from None
-            return
+            if decoded_any:
+                return
+            raise DecodeError(_reason(error), path) from None
         for frame in frames:
-            if frame.samples:
-                decoded_any = True
-                yield frame
+            decoded_any = decoded_any or frame.samples > 0
+            yield frame
 
 
 def _to_mono(frame: av.AudioFrame) -> np.ndarray:
-    """Mean of the channels of a frame of any sample format, float32 in [-1, 1], shape (samples,)."""
+    """Mean of a frame's channels, any sample format, as float32 in [-1, 1], shape (samples,)."""
     kind = frame.format.name.rstrip("p")
-    dtype, full_scale = _SAMPLE_TYPES[kind]
+    dtype = np.dtype(_SAMPLE_TYPES[kind])
+    full_scale = 1.0 if dtype.kind == "f" else 2.0 ** (8 * dtype.itemsize - 1)
     channels, samples = frame.layout.nb_channels, frame.samples
-    # Reading the planes directly and summing in float32 costs ~1/4 of `to_ndarray` + `mean`,
-    # which made numpy, not decoding, the bottleneck for PCM.
+    # Reading the planes and scaling in float32 takes 1/10 of `to_ndarray().mean()` on int16,
+    # which had made the downmix slower than decoding a WAV.
     scale = np.float32(1.0 / (channels * full_scale))
     if frame.format.is_planar:
-        planes = [np.frombuffer(plane, dtype, samples) for plane in frame.planes[:channels]]
-        mono = planes[0] * scale
-        for plane in planes[1:]:
-            mono += plane * scale
+        mono = np.frombuffer(frame.planes[0], dtype, samples) * scale
+        for plane in frame.planes[1:channels]:
+            mono += np.frombuffer(plane, dtype, samples) * scale
     else:
         interleaved = np.frombuffer(frame.planes[0], dtype, samples * channels)
         mono = interleaved.reshape(samples, channels).astype(np.float32) @ np.full(channels, scale)
@@ -263,17 +240,16 @@ def _to_mono(frame: av.AudioFrame) -> np.ndarray:
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
-    """Open a file for reading, turning every failure into a one-line DecodeError."""
+    """Open a file for reading; every failure becomes a one-line DecodeError."""
     path = Path(path)
     if path.is_dir():
         raise DecodeError("is a folder, not a file", path)
-    small_probe = path.suffix.lower() in _SMALL_PROBE_EXTENSIONS
     try:
-        if small_probe:
+        if path.suffix.lower() in _SMALL_PROBE_EXTENSIONS:
             try:
                 return av.open(str(path), options={"probesize": "2048"})
             except av.error.InvalidDataError:
-                pass  # not the WAV/AIFF its name says: let FFmpeg probe the usual way
+                pass  # not the WAV or AIFF its name says: let FFmpeg probe as usual
         return av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
         raise DecodeError(_reason(error), path) from None
@@ -292,7 +268,7 @@ def _reason(error: Exception) -> str:
         return "permission denied"
     if code == errno.ENOENT:
         return "no such file"
-    if code == errno.EISDIR:
-        return "is a folder, not a file"
+    if isinstance(error, av.error.EOFError):
+        return "not a readable audio file (truncated or empty)"
     detail = getattr(error, "strerror", None) or next(iter(str(error).splitlines()), "")
     return f"not a readable audio file ({detail})" if detail else "not a readable audio file"

@@ -25,7 +25,9 @@ DB_FILE = "soundalike.db"
 INDEX_DIR = "index"
 LABEL_SOURCES = ("none", "parent")
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
-MIN_POOL_FILES = 4  # fewer files than this are embedded in-process: worker start-up would cost more
+# Worker processes take ~3 s to start (importing torch): smaller jobs are embedded in-process.
+MIN_POOL_FILES = 16
+MIN_POOL_BYTES = 20 << 20
 
 Progress = Callable[[EmbeddedFile | None, int], None]
 
@@ -91,7 +93,8 @@ class Library:
         jobs, tags = self._plan(paths, label_from, reference, report)
         if progress:
             progress(None, len(jobs))
-        workers = 1 if len(jobs) < MIN_POOL_FILES else workers
+        if workers is None and len(jobs) < MIN_POOL_FILES and sum(m["size_bytes"] for _, m in jobs) < MIN_POOL_BYTES:
+            workers = 1
         for result in embed_files(jobs, self.embedder, self.encoder.name, workers):
             if result.error:
                 index.remove(self.store.save_failure(result.metadata, result.error))
@@ -117,11 +120,19 @@ class Library:
               report: IndexReport) -> tuple[list[tuple[str, dict]], dict]:
         """Sort files into unchanged, moved or copied (no decoding), and jobs to embed."""
         media = []
-        for path, is_media in iter_media_files(paths):
-            if is_media:
-                media.append(str(path))
-            else:
-                report.skipped += 1
+        for root in paths:
+            found = len(media)
+            try:
+                for path, is_media in iter_media_files([root]):
+                    if is_media:
+                        media.append(str(path))
+                    else:
+                        report.skipped += 1
+            except SoundalikeError as error:
+                report.failed.append((str(root), error.reason))
+                continue
+            if len(media) == found:
+                report.failed.append((str(root), "no audio or video files found"))
         known = self.store.files_by_path(media)
         jobs, tags, to_hash = [], {}, []
         for path in media:

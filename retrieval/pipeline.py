@@ -140,6 +140,6 @@ class Windower:
 
     def _batch(self, views: np.ndarray, mel_power: torch.Tensor, starts: np.ndarray, lengths: np.ndarray) -> WindowBatch:
         gains = torch.from_numpy(window_gains(views, self.pipeline.preprocess))
-        features = compress(mel_power * gains[:, None, None] ** 2, self.features.kind)
+        features = compress(mel_power * gains[:, None, None] ** 2, self.features)
         return WindowBatch(start_s=starts / self.sample_rate, end_s=(starts + lengths) / self.sample_rate,
                            silent=is_silent(views, self.pipeline.preprocess), features=features.contiguous())

@@ -49,12 +49,13 @@ def best_placement(query_vectors: np.ndarray, query_start_s: np.ndarray, query_e
     rows = np.broadcast_to(np.arange(len(query_vectors))[:, None], offsets.shape)
     np.maximum.at(by_offset, (rows, offsets - low), similarities)
     paired = by_offset > -1.5
-    if slack:
-        by_offset = maximum_filter1d(by_offset, size=2 * slack + 1, axis=1, mode="constant", cval=-2.0)
     # Normally at most min(n, m) windows overlap at an offset; an end-aligned tail window can add one more.
     pairs = np.maximum(paired.sum(axis=0), min(len(query_vectors), len(vectors)))
+    exact = np.where(paired, np.clip(by_offset, 0.0, None), 0.0).sum(axis=0) / pairs
+    if slack:
+        by_offset = maximum_filter1d(by_offset, size=2 * slack + 1, axis=1, mode="constant", cval=-2.0)
     means = np.where(paired, np.clip(by_offset, 0.0, None), 0.0).sum(axis=0) / pairs
-    best = int(np.argmax(means))
+    best = int(np.lexsort((exact, np.round(means, 4)))[-1])  # slack ties go to the exact alignment
     similarity = float(means[best])
     start = float(start_s[0] + max(best + low, 0) * hop_s)
     length = float(query_end_s[-1] - query_start_s[0])

@@ -1,4 +1,4 @@
-"""Tiny audio for tests: signals generated in memory (float32, shape (samples,)), written with PyAV."""
+"""Tiny audio for tests: signals made in memory (float32, shape (samples,)), written with PyAV."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,22 +32,30 @@ _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 
-def sine(freq_hz: float, duration_s: float, sample_rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
+def sine(
+    freq_hz: float, duration_s: float, sample_rate: int = 16000, amplitude: float = 0.5
+) -> np.ndarray:
     """A pure tone."""
     time_s = np.arange(round(duration_s * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * freq_hz * time_s)).astype(np.float32)
 
 
-def noise(duration_s: float, sample_rate: int = 16000, amplitude: float = 0.1, seed: int = 0) -> np.ndarray:
+def noise(
+    duration_s: float, sample_rate: int = 16000, amplitude: float = 0.1, seed: int = 0
+) -> np.ndarray:
     """Seeded white Gaussian noise with standard deviation `amplitude`."""
     rng = np.random.default_rng(seed)
     return (amplitude * rng.standard_normal(round(duration_s * sample_rate))).astype(np.float32)
 
 
 def chirp(
-    start_hz: float, end_hz: float, duration_s: float, sample_rate: int = 16000, amplitude: float = 0.5
+    start_hz: float,
+    end_hz: float,
+    duration_s: float,
+    sample_rate: int = 16000,
+    amplitude: float = 0.5,
 ) -> np.ndarray:
-    """A linear sweep from `start_hz` to `end_hz`: unlike a tone, it lines up with a copy at one lag only."""
+    """A linear sweep: unlike a tone, it lines up with a copy of itself at one lag only."""
     time_s = np.arange(round(duration_s * sample_rate)) / sample_rate
     phase = 2 * np.pi * (start_hz * time_s + (end_hz - start_hz) * time_s**2 / (2 * duration_s))
     return (amplitude * np.sin(phase)).astype(np.float32)
@@ -79,13 +87,13 @@ def write_audio(
 def write_video_with_audio(
     path: str | Path, samples: np.ndarray, sample_rate: int, channels: int = 1
 ) -> Path:
-    """A small video (16x16, 10 fps) with `samples` as its audio track; codecs chosen by extension."""
+    """A tiny video (16x16, 10 fps) with `samples` as its audio track; codecs by extension."""
     duration_s = np.shape(samples)[-1] / sample_rate
     return _write_video(Path(path), duration_s, _as_channels(samples, channels), sample_rate)
 
 
 def write_video_without_audio(path: str | Path, duration_s: float = 1.0) -> Path:
-    """A small video (16x16, 10 fps) with no audio track."""
+    """A tiny video (16x16, 10 fps) with no audio track."""
     return _write_video(Path(path), duration_s, None, 0)
 
 
@@ -100,7 +108,9 @@ def _write_video(
         if planar is not None:
             # Encoded before any video packet is muxed, so that both streams exist when the header
             # is written; the muxer interleaves by timestamp.
-            audio_packets = _encode_audio(container, planar, sample_rate, audio_codec, None, mux=False)
+            audio_packets = _encode_audio(
+                container, planar, sample_rate, audio_codec, None, mux=False
+            )
         for index in range(max(1, round(duration_s * 10))):
             image = np.full((16, 16, 3), index * 10 % 256, dtype=np.uint8)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
@@ -131,13 +141,13 @@ def _encode_audio(
         stream.options = {"strict": "experimental"}
     if bit_rate:
         stream.bit_rate = bit_rate
-    packets = []
-    if planar.shape[1]:  # an empty signal makes a valid file with no samples
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar), format="fltp", layout=layout)
-        frame.sample_rate = sample_rate
-        frame.pts = 0  # without it Ogg pages get wrong granule positions, so wrong durations
-        packets = list(stream.encode(frame))
-    packets += stream.encode(None)
+    if not planar.shape[1]:  # a valid, empty file (flushing an unused Vorbis encoder hangs)
+        container.start_encoding()
+        return []
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar), format="fltp", layout=layout)
+    frame.sample_rate = sample_rate
+    frame.pts = 0  # without it Ogg pages get wrong granule positions, so wrong durations
+    packets = [*stream.encode(frame), *stream.encode(None)]
     if mux:
         container.mux(packets)
     return packets

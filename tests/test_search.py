@@ -1,0 +1,74 @@
+"""Time-aligned matching of a query's windows against a recording's windows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.search import best_placement, thin_windows
+
+HOP = 0.5
+
+
+def unit(rng, count: int, dimension: int = 16) -> np.ndarray:
+    vectors = rng.standard_normal((count, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def grid(count: int, origin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    starts = origin + np.arange(count) * HOP
+    return starts, starts + 1.0
+
+
+def test_identical_sequences_score_one_at_offset_zero(rng):
+    vectors = unit(rng, 6)
+    starts, ends = grid(6)
+    placement = best_placement(vectors, starts, ends, vectors, starts, ends, HOP)
+    assert placement.similarity == pytest.approx(1.0, abs=1e-5)
+    assert placement.start_s == 0.0 and placement.end_s == pytest.approx(3.5)
+
+
+def test_an_excerpt_is_found_at_its_offset_inside_a_long_recording(rng):
+    recording = unit(rng, 200)
+    starts, ends = grid(200, origin=0.2)
+    excerpt = recording[120:126]
+    query_starts, query_ends = grid(6)
+    placement = best_placement(excerpt, query_starts, query_ends, recording, starts, ends, HOP)
+    assert placement.similarity == pytest.approx(1.0, abs=1e-5)
+    assert placement.start_s == pytest.approx(0.2 + 120 * HOP)
+
+
+def test_a_short_recording_inside_a_long_query_matches_in_full(rng):
+    query = unit(rng, 40)
+    short = query[10:12]
+    starts, ends = grid(2)
+    query_starts, query_ends = grid(40)
+    assert best_placement(query, query_starts, query_ends, short, starts, ends, HOP).similarity == pytest.approx(1.0, abs=1e-5)
+
+
+def test_unrelated_sequences_score_far_below_one(rng):
+    starts, ends = grid(8)
+    placement = best_placement(unit(rng, 8), starts, ends, unit(rng, 8), starts, ends, HOP)
+    assert placement.similarity < 0.6
+
+
+def test_similarity_never_exceeds_one_even_with_an_extra_tail_window(rng):
+    vectors = unit(rng, 3)
+    query = np.concatenate([vectors, vectors[-1:]])
+    query_starts = np.array([0.0, 0.5, 1.0, 1.01])
+    starts, ends = grid(3)
+    placement = best_placement(query, query_starts, query_starts + 1.0, vectors, starts, ends, HOP)
+    assert placement.similarity <= 1.0
+
+
+def test_half_matching_windows_halve_the_similarity_of_the_other_half(rng):
+    recording = unit(rng, 4)
+    query = np.concatenate([recording[:2], -recording[2:]])  # second half opposite
+    starts, ends = grid(4)
+    placement = best_placement(query, starts, ends, recording, starts, ends, HOP, slack=0)
+    assert placement.similarity == pytest.approx(0.5, abs=1e-5)
+
+
+def test_long_queries_are_thinned_evenly():
+    assert len(thin_windows(10)) == 10
+    picked = thin_windows(1000, limit=64)
+    assert len(picked) == 64 and picked[0] == 0 and picked[-1] == 999
