@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# A library of 50 generated clips in 10 families, one reference per family, and a degraded take to query.
 demo: install
-	$(BIN)/python -m retrieval.demo demo
+	rm -rf demo
+	$(BIN)/python benchmarks/corpus.py build demo/recordings --per-label 5 --seed 0
+	$(BIN)/python benchmarks/corpus.py build demo/references --per-label 1 --seed 1
+	$(BIN)/python benchmarks/corpus.py degrade demo/recordings/voice/voice02.opus demo/take.m4a
+	$(BIN)/soundalike index demo/recordings --library demo/library --label-from parent
+	$(BIN)/soundalike index demo/references --library demo/library --label-from parent --reference
+	@echo "query: demo/take.m4a is demo/recordings/voice/voice02.opus at half the gain, with noise, as AAC 48 kb/s"
+	$(BIN)/soundalike query demo/take.m4a --library demo/library -k 5
 
 test: install
 	$(BIN)/pytest -q

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
+from av.container import InputContainer
 
 from retrieval.errors import DecodeError
 
@@ -30,7 +32,6 @@ _BLOCK_S = 1.0
 # FFmpeg's default filter (32 taps, cutoff 0.97) lets an 8.1 kHz tone alias into a 16 kHz output
 # at -13 dB; this one: -115 dB there, -50 dB at 7.9 kHz, -0.4 dB at 7 kHz, for ~30% more time.
 _RESAMPLER_OPTIONS = {"filter_size": "64", "cutoff": "0.92"}
-# Decoder errors after which the next packet still decodes.
 _PACKET_ERRORS = (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError)
 # The numpy type of each FFmpeg sample format, planar ("s16p") or not.
 _SAMPLE_TYPES = {"u8": "u1", "s16": "i2", "s32": "i4", "s64": "i8", "flt": "f4", "dbl": "f8"}
@@ -182,26 +183,21 @@ def _mono_blocks(path: str | Path) -> Iterator[tuple[np.ndarray, int]]:
     pending: list[np.ndarray] = []
     pending_samples, rate = 0, 0
     with _open(path) as container:
-        for frame in _decoded_frames(container, _audio_stream(container, path), path):
-            if frame.sample_rate != rate and pending:
+        for frame in _decoded_frames(container, path):
+            if pending and (frame.sample_rate != rate or pending_samples >= _BLOCK_S * rate):
                 yield np.concatenate(pending), rate
                 pending, pending_samples = [], 0
             rate = frame.sample_rate
             pending.append(_to_mono(frame))
             pending_samples += frame.samples
-            if pending_samples >= _BLOCK_S * rate:
-                yield np.concatenate(pending), rate
-                pending, pending_samples = [], 0
     if pending:
         yield np.concatenate(pending), rate
 
 
-def _decoded_frames(
-    container: av.container.InputContainer, stream: av.audio.AudioStream, path: str | Path
-) -> Iterator[av.AudioFrame]:
-    """Decoded frames of `stream`: a corrupt packet is skipped, a broken container ends them."""
+def _decoded_frames(container: InputContainer, path: str | Path) -> Iterator[av.AudioFrame]:
+    """The first audio stream's frames, skipping corrupt packets; a broken container ends them."""
     decoded_any = False
-    packets = container.demux(stream)
+    packets = container.demux(_audio_stream(container, path))
     while True:
         try:
             frames = next(packets).decode()
@@ -239,7 +235,7 @@ def _to_mono(frame: av.AudioFrame) -> np.ndarray:
     return mono.astype(np.float32, copy=False)
 
 
-def _open(path: str | Path) -> av.container.InputContainer:
+def _open(path: str | Path) -> InputContainer:
     """Open a file for reading; every failure becomes a one-line DecodeError."""
     path = Path(path)
     if path.is_dir():
@@ -255,7 +251,7 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise DecodeError(_reason(error), path) from None
 
 
-def _audio_stream(container: av.container.InputContainer, path: str | Path) -> av.audio.AudioStream:
+def _audio_stream(container: InputContainer, path: str | Path) -> AudioStream:
     if not container.streams.audio:
         raise DecodeError("no audio stream", path)
     return container.streams.audio[0]
