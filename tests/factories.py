@@ -16,6 +16,7 @@ CODECS_BY_EXTENSION = {
     ".flac": "flac",
     ".mp3": "libmp3lame",
     ".m4a": "aac",
+    ".aac": "aac",  # raw ADTS: files can be joined byte-wise
     ".ogg": "vorbis",
     ".oga": "vorbis",
     ".opus": "libopus",
