@@ -293,5 +293,103 @@ def stats(library: Path = LibraryOption, db: Optional[str] = DbOption, as_json: 
             typer.echo(f"  {failure['path']}: {failure['error']}")
 
 
+@app.command()
+def train(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs [default: 8, early-stopped]."),
+    supervised: bool = typer.Option(False, "--supervised", help="Also learn from the labels (--label-from parent)."),
+    as_json: bool = JsonOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Fine-tune the CNN encoder on the library's own audio, then re-embed and rebuild the index with it.
+
+    Self-supervised by default: two degraded views of one window are positives. Example: soundalike train --epochs 5
+    """
+    with handled():
+        lib = open_library(library, db)
+        with loss_bar(quiet) as progress, progress_bar(quiet, "re-embedding") as reembed_progress:
+            report, reembedded = lib.train(epochs=epochs, supervised=supervised, progress=progress,
+                                           reembed_progress=reembed_progress)
+        if as_json:
+            typer.echo(json.dumps(dict(report.to_dict(), encoder=lib.encoder.name, reembedded=reembedded.to_dict())))
+            return
+        for epoch in report.epochs:
+            typer.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.3f}, held-out top-1 {epoch['validation_top1']:.3f}")
+        typer.echo(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}); library now uses "
+                   f"{lib.encoder.name}; re-embedded {reembedded.added} recordings in {reembedded.elapsed_s:.1f} s")
+
+
+@contextmanager
+def loss_bar(quiet: bool):
+    """A progress bar of training steps with the running loss; yields the trainer's callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("training epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]}"),
+                  TimeElapsedColumn(), transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("training", total=None, epoch=1, loss="-")
+
+        def update(state: dict) -> None:
+            bar.update(task, advance=1, epoch=state["epoch"], loss=f"{state['loss']:.3f}")
+
+        yield update
+
+
+@app.command()
+def evaluate(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    robustness_clips: int = typer.Option(100, "--robustness-clips", help="Clips transformed for the robustness check (0: skip)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Retrieval quality on a labelled library: leave-one-out mAP@10, P@1, R@10 per label, and robustness.
+
+    Example: soundalike index corpus/ --label-from parent && soundalike evaluate
+    """
+    from retrieval.evaluation import evaluate as run_evaluation
+
+    with handled():
+        lib = open_library(library, db)
+        report = run_evaluation(lib, robustness_clips=robustness_clips)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+            return
+        typer.echo(f"{'label':<20} {'queries':>7} {'mAP@10':>7} {'P@1':>6} {'R@10':>6}")
+        for row in report.labels + [report.overall]:
+            typer.echo(f"{row.label:<20} {row.queries:>7} {row.map_at_10:>7.3f} {row.precision_at_1:>6.3f} "
+                       f"{row.recall_at_10:>6.3f}")
+        if report.robustness_top1:
+            rates = ", ".join(f"{kind} {rate:.3f}" for kind, rate in report.robustness_top1.items())
+            typer.echo(f"robustness top-1 on {report.robustness_clips} clips: {rates}")
+
+
+@app.command()
+def encoders(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    use: Optional[str] = typer.Option(None, "--use", "--encoder", help="Switch the library to this encoder (re-embeds as needed)."),
+    as_json: bool = JsonOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """List the encoders a library can use (the active one marked), or switch with --encoder NAME."""
+    with handled():
+        lib = open_library(library, db)
+        if use:
+            with progress_bar(quiet, "re-embedding") as progress:
+                report = lib.use_encoder(use, progress)
+            report_run(report, as_json, lib)
+            return
+        listed = lib.encoders()
+        if as_json:
+            typer.echo(json.dumps(listed))
+            return
+        for item in listed:
+            mark = "*" if item["active"] else " "
+            typer.echo(f"{mark} {item['name']:<20} v{item['version']:<16} {item['dimension']:>4}-d  {item['vectors']} vectors")
+
+
 if __name__ == "__main__":
     app()

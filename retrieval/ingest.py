@@ -94,19 +94,22 @@ class Embedder:
 _worker: Embedder | None = None
 
 
-def _init_worker(pipeline: dict, encoder_name: str) -> None:
+def _init_worker(pipeline: dict, encoder_name: str, checkpoint_dir: str | None) -> None:
     global _worker
     torch.set_num_threads(1)  # LIMITS.md: single-threaded worker processes beat intra-op threads
-    _worker = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name))
+    _worker = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name, checkpoint_dir))
 
 
 def _work(path: str, metadata: dict) -> EmbeddedFile:
     return _worker.process(path, metadata)
 
 
-def embed_files(jobs: Iterable[tuple[str, dict]], embedder: Embedder, encoder_name: str,
+def embed_files(jobs: Iterable[tuple[str, dict]], embedder: Embedder, checkpoint_dir: str | None = None,
                 workers: int | None = None) -> Iterator[EmbeddedFile]:
-    """Embed (path, metadata) jobs; results come back as they finish, at most 2 per worker in flight."""
+    """Embed (path, metadata) jobs; results come back as they finish, at most 2 per worker in flight.
+
+    Workers load the embedder's encoder by name (trained ones from `checkpoint_dir`).
+    """
     jobs = iter(jobs)
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     if workers <= 1:
@@ -115,7 +118,7 @@ def embed_files(jobs: Iterable[tuple[str, dict]], embedder: Embedder, encoder_na
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(embedder.pipeline.to_dict(), encoder_name)) as pool:
+                             initargs=(embedder.pipeline.to_dict(), embedder.encoder.name, checkpoint_dir)) as pool:
         pending = set()
         for path, metadata in jobs:
             pending.add(pool.submit(_work, path, metadata))

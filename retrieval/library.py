@@ -1,6 +1,7 @@
 """A library: a folder holding the metadata database and the FAISS index, and what users do with it."""
 from __future__ import annotations
 
+import copy
 import os
 import time
 import uuid
@@ -12,7 +13,7 @@ import numpy as np
 
 from index import EXACT, VectorIndex, build_index
 from .audio import iter_media_files, load_audio
-from .encoders import DEFAULT_ENCODER, Encoder, load_encoder
+from .encoders import DEFAULT_ENCODER, Encoder, available_encoders, load_encoder
 from .errors import ConfigMismatchError, IndexFormatError, LibraryNotFoundError, SoundalikeError, UsageError
 from .ingest import EmbeddedFile, Embedder, content_hash, embed_files
 from .pipeline import PipelineConfig
@@ -23,6 +24,7 @@ from .store import Recording, Store, StoredFile, WindowVectors, sqlite_url
 
 DB_FILE = "soundalike.db"
 INDEX_DIR = "index"
+ENCODERS_DIR = "encoders"
 LABEL_SOURCES = ("none", "parent")
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
 # Worker processes take ~3 s to start (importing torch): smaller jobs are embedded in-process.
@@ -41,6 +43,7 @@ class Library:
         self.pipeline = pipeline
         self.encoder = encoder
         self.embedder = Embedder(pipeline, encoder)
+        self.encoder_id = store.ensure_encoder(encoder.config())
         self.notices: list[str] = []
         self._index: VectorIndex | None = None
 
@@ -75,10 +78,9 @@ class Library:
             stored_encoder = encoder or DEFAULT_ENCODER
             store.set_setting("encoder", stored_encoder)
         elif encoder is not None and encoder != stored_encoder:
-            raise ConfigMismatchError(f"this library uses encoder {stored_encoder!r}, not {encoder!r}", root)
-        library = cls(root, store, pipeline, load_encoder(stored_encoder))
-        library.encoder_id = store.ensure_encoder(library.encoder.config())
-        return library
+            raise ConfigMismatchError(f"this library uses encoder {stored_encoder!r}, not {encoder!r} "
+                                      "(switch with `soundalike encoders --use NAME`)", root)
+        return cls(root, store, pipeline, load_encoder(stored_encoder, root / ENCODERS_DIR))
 
     # indexing
 
@@ -95,7 +97,7 @@ class Library:
             progress(None, len(jobs))
         if workers is None and len(jobs) < MIN_POOL_FILES and sum(m["size_bytes"] for _, m in jobs) < MIN_POOL_BYTES:
             workers = 1
-        for result in embed_files(jobs, self.embedder, self.encoder.name, workers):
+        for result in embed_files(jobs, self.embedder, self.checkpoint_dir, workers):
             if result.error:
                 index.remove(self.store.save_failure(result.metadata, result.error))
                 report.failed.append((result.path, result.error))
@@ -208,7 +210,7 @@ class Library:
         if self._index is not None:
             return self._index
         build = self.store.latest_index_build()
-        expected = self.store.counts()["windows"]
+        expected = self.store.counts()["encoders"].get(self.encoder_id, 0)
         reason = "no index built yet"
         if build is not None:
             try:
@@ -229,31 +231,65 @@ class Library:
 
     def rebuild(self, reembed: bool = False, progress: Progress | None = None) -> IndexReport:
         """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first."""
-        report = IndexReport()
         started = time.perf_counter()
-        if reembed:
-            recordings = self.store.recordings(where=None)
-            jobs = [(row["path"], {key: row[key] for key in ("path", "size_bytes", "mtime", "content_hash")})
-                    for row in recordings if row["status"] == "indexed"]
+        report = self._reembed(self.store.recordings(where=Recording.status == "indexed"), progress) \
+            if reembed else IndexReport()
+        self._index = self._build()
+        self._save_index(self._index)
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    def _reembed(self, recordings: list[dict], progress: Progress | None) -> IndexReport:
+        """Embed recordings again from their files with the current encoder; failures keep their old vectors."""
+        report = IndexReport()
+        jobs = [(row["path"], {key: row[key] for key in ("path", "size_bytes", "mtime", "content_hash")})
+                for row in recordings]
+        if progress:
+            progress(None, len(jobs))
+        for result in embed_files(jobs, self.embedder, self.checkpoint_dir, 1 if len(jobs) < MIN_POOL_FILES else None):
+            if result.error:
+                report.failed.append((result.path, result.error))
+            else:
+                self.store.save_recording(result.metadata, self.encoder_id, result.start_s, result.end_s, result.vectors)
+                report.added += 1
+                report.audio_s += result.duration_s
             if progress:
-                progress(None, len(jobs))
-            for result in embed_files(jobs, self.embedder, self.encoder.name, 1 if len(jobs) < MIN_POOL_FILES else None):
-                if result.error:
-                    report.failed.append((result.path, result.error))  # the stored vectors stay as they were
-                else:
-                    self.store.save_recording(result.metadata, self.encoder_id, result.start_s, result.end_s,
-                                              result.vectors)
-                    report.added += 1
-                    report.audio_s += result.duration_s
-                if progress:
-                    progress(result, len(jobs))
+                progress(result, len(jobs))
+        return report
+
+    # encoders
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return str(self.root / ENCODERS_DIR)
+
+    def encoders(self) -> list[dict]:
+        """Every encoder this library can use, which one is active, and how many vectors each has stored."""
+        counts = self.store.counts()["encoders"]
+        stored = {(row["name"], row["version"]): row for row in self.store.encoders()}
+        listed = []
+        for name in available_encoders(self.checkpoint_dir):
+            encoder = self.encoder if name == self.encoder.name else load_encoder(name, self.checkpoint_dir)
+            row = stored.get((encoder.name, encoder.version))
+            listed.append({"name": name, "version": encoder.version, "dimension": encoder.dimension,
+                           "active": name == self.encoder.name, "vectors": counts.get(row["id"], 0) if row else 0})
+        return listed
+
+    def use_encoder(self, name: str, progress: Progress | None = None) -> IndexReport:
+        """Switch to encoder `name`, re-embedding the recordings it has no vectors for, and rebuild the index."""
+        encoder = load_encoder(name, self.checkpoint_dir)
+        self.store.set_setting("encoder", name)
+        self.encoder, self.embedder = encoder, Embedder(self.pipeline, encoder)
+        self.encoder_id = self.store.ensure_encoder(encoder.config())
+        started = time.perf_counter()
+        report = self._reembed(self.store.recordings_not_embedded_by(self.encoder_id), progress)
         self._index = self._build()
         self._save_index(self._index)
         report.elapsed_s = time.perf_counter() - started
         return report
 
     def _build(self) -> VectorIndex:
-        return build_index(self.encoder.dimension, self.store.iter_vectors(), EXACT)
+        return build_index(self.encoder.dimension, self.store.iter_vectors(self.encoder_id), EXACT)
 
     def _save_index(self, index: VectorIndex) -> None:
         """Write the index under a fresh name, then record the build; files of older builds are removed after.
@@ -270,26 +306,59 @@ class Library:
                 old.unlink(missing_ok=True)
                 old.with_suffix(".json").unlink(missing_ok=True)
 
+    def train(self, epochs: int | None = None, supervised: bool = False, progress: Callable[[dict], None] | None = None,
+              reembed_progress: Progress | None = None) -> tuple["TrainingReport", IndexReport]:
+        """Fine-tune the CNN on this library's recordings, store the checkpoint, switch to it and re-embed.
+
+        Starts from the current encoder when it is a CNN, else from the shipped one. `supervised` also uses
+        the labels (recordings without one count as their own class).
+        """
+        from .encoders.cnn import CNNEncoder
+        from .training import TrainingConfig, train
+
+        rows = self.store.recordings(where=Recording.status == "indexed")
+        if supervised and len({row["label"] for row in rows if row["label"]}) < 2:
+            raise UsageError("--supervised needs labels: index with --label-from parent (two labels at least)")
+        start = self.encoder if isinstance(self.encoder, CNNEncoder) else load_encoder("cnn")
+        config = TrainingConfig(supervised=supervised, **({"epochs": epochs} if epochs else {}))
+        folder = Path(self.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        number = 1 + sum(1 for _ in folder.glob("cnn-trained-*.pt"))
+        name = f"cnn-trained-{number}"
+        checkpoint, report = train([row["path"] for row in rows], [row["label"] for row in rows], copy.deepcopy(start.network),
+                                   start.widths, start.dimension, start.features, config, name=name,
+                                   version=f"{start.name}+{number}", window_s=self.pipeline.window_s,
+                                   progress=progress)
+        import torch
+        temporary = folder / f".{name}.pt.tmp"
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, folder / f"{name}.pt")
+        return report, self.use_encoder(name, reembed_progress)
+
     # querying
 
     def embed_query(self, path: str | Path) -> tuple[float, WindowVectors]:
         """Decode and embed a query file with the library's pipeline: (duration_s, its windows)."""
-        path = Path(path)
-        samples = load_audio(path, self.encoder.features.sample_rate)
+        samples = load_audio(Path(path), self.encoder.features.sample_rate)
+        return len(samples) / self.encoder.features.sample_rate, self.embed_samples(samples)
+
+    def embed_samples(self, samples: np.ndarray) -> WindowVectors:
+        """Windows of mono float32 audio at the encoder's sample rate, embedded with the library's pipeline."""
         start_s, end_s, vectors = self.embedder.embed_samples(samples)
         ids = np.full(len(start_s), -1, dtype=np.int64)
-        return len(samples) / self.encoder.features.sample_rate, WindowVectors(ids, ids, start_s, end_s, vectors)
+        return WindowVectors(ids, ids, start_s, end_s, vectors)
 
     def query(self, path: str | Path, k: int = 10) -> QueryResult:
         """The k recordings most similar to the audio file at `path`, best first, and its nearest reference."""
         if k < 1:
             raise UsageError(f"-k must be at least 1, not {k}")
         duration_s, query = self.embed_query(path)
-        hits = self._rank(query, k)
+        hits = self.search(query, k)
         return QueryResult(query=str(Path(path).resolve()), duration_s=round(duration_s, 3), results=hits,
                            reference=self._nearest_reference(query))
 
-    def _rank(self, query: WindowVectors, k: int) -> list[Hit]:
+    def search(self, query: WindowVectors, k: int) -> list[Hit]:
+        """The k recordings whose best time-aligned placement matches the query windows best."""
         index = self.vector_index()
         rows = thin_windows(len(query.vectors))
         _, window_ids = index.search(query.vectors[rows], CANDIDATE_WINDOWS + k)
@@ -297,7 +366,7 @@ class Library:
         if not len(found):
             return []
         candidates = np.unique(self.store.windows_by_id(list(found)).recording_ids)
-        placements = self._place(query, self.store.window_vectors(list(candidates)))
+        placements = self._place(query, self.store.window_vectors(list(candidates), self.encoder_id))
         ranked = sorted(placements.items(), key=lambda item: (-item[1].similarity, item[0]))[:k]
         rows_by_id = {row["id"]: row for row in self.store.recordings([rid for rid, _ in ranked])}
         hits = []
@@ -322,7 +391,7 @@ class Library:
         return placements
 
     def _nearest_reference(self, query: WindowVectors, exclude: int | None = None) -> ReferenceMatch | None:
-        references = self.store.reference_vectors()
+        references = self.store.reference_vectors(self.encoder_id)
         if exclude is not None:
             references = references.select(references.recording_ids != exclude)
         if not len(references.recording_ids):
@@ -339,7 +408,7 @@ class Library:
 
     def reference_threshold(self, references: WindowVectors | None = None) -> float:
         """The match threshold calibrated on distances between the library's reference recordings."""
-        references = references if references is not None else self.store.reference_vectors()
+        references = references if references is not None else self.store.reference_vectors(self.encoder_id)
         ids = np.unique(references.recording_ids)[:200]  # a sample bounds the cost for huge reference sets
         labels = {row["id"]: row["label"] for row in self.store.recordings(list(ids))}
         distances, same = [], []
@@ -358,7 +427,7 @@ class Library:
         if paths is None:
             takes = self.store.recordings(where=(Recording.is_reference.is_(False)) & (Recording.status == "indexed"))
             for row in takes:
-                windows = self.store.window_vectors([row["id"]])
+                windows = self.store.window_vectors([row["id"]], self.encoder_id)
                 results.append(ScoreResult(take=row["path"], duration_s=row["duration_s"] or 0.0,
                                            recording_id=row["id"], label=row["label"],
                                            reference=self._nearest_reference(windows, exclude=row["id"])))

@@ -325,43 +325,55 @@ class Store:
 
     # windows and vectors
 
-    def window_vectors(self, recording_ids: list[int]) -> WindowVectors:
-        """All windows of the given recordings, ordered by recording then time."""
-        return self._window_vectors(Window.recording_id, recording_ids)
+    def window_vectors(self, recording_ids: list[int], encoder_id: int | None = None) -> WindowVectors:
+        """All windows of the given recordings (by one encoder, if given), ordered by recording then time."""
+        return self._window_vectors(Window.recording_id, recording_ids, encoder_id)
 
     def windows_by_id(self, window_ids: list[int]) -> WindowVectors:
         return self._window_vectors(Window.id, window_ids)
 
-    def _window_vectors(self, column: Any, keys: list[int]) -> WindowVectors:
+    def _window_vectors(self, column: Any, keys: list[int], encoder_id: int | None = None) -> WindowVectors:
         rows = []
         with self.engine.connect() as conn:
             for batch in _batches([int(key) for key in keys]):
-                rows.extend(conn.execute(select(Window.id, Window.recording_id, Window.start_s, Window.end_s,
-                                                Window.vector).where(column.in_(batch))).all())
+                query = select(Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector)
+                query = query.where(column.in_(batch))
+                if encoder_id is not None:
+                    query = query.where(Window.encoder_id == encoder_id)
+                rows.extend(conn.execute(query).all())
         rows.sort(key=lambda row: (row[1], row[2]))
         return _as_window_vectors(rows)
 
-    def reference_vectors(self) -> WindowVectors:
-        """Windows of every reference recording."""
+    def reference_vectors(self, encoder_id: int) -> WindowVectors:
+        """Windows of every reference recording, embedded by the given encoder."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector)
                                 .join(Recording, Recording.id == Window.recording_id)
-                                .where(Recording.is_reference.is_(True), Recording.status == "indexed")
+                                .where(Recording.is_reference.is_(True), Recording.status == "indexed",
+                                       Window.encoder_id == encoder_id)
                                 .order_by(Window.recording_id, Window.start_s)).all()
         return _as_window_vectors(rows)
 
-    def iter_vectors(self, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every stored (window ids, vectors) in id order, in batches: what an index is built from."""
+    def iter_vectors(self, encoder_id: int, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored (window ids, vectors) of one encoder in id order, in batches: what an index is built from."""
         last = -1
         while True:
             with self.engine.connect() as conn:
-                rows = conn.execute(select(Window.id, Window.vector).where(Window.id > last)
+                rows = conn.execute(select(Window.id, Window.vector).where(Window.id > last, Window.encoder_id == encoder_id)
                                     .order_by(Window.id).limit(batch_size)).all()
             if not rows:
                 return
             last = rows[-1][0]
             ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
             yield ids, np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+
+    def recordings_not_embedded_by(self, encoder_id: int) -> list[dict]:
+        """Indexed recordings with windows from another encoder: what switching encoders must re-embed."""
+        with self.engine.connect() as conn:
+            stale = select(Window.recording_id).where(Window.encoder_id != encoder_id).distinct()
+            rows = conn.execute(select(Recording).where(Recording.id.in_(stale), Recording.status == "indexed")
+                                .order_by(Recording.id)).mappings().all()
+        return [dict(row) for row in rows]
 
     def counts(self) -> dict:
         with self.engine.connect() as conn:

@@ -217,7 +217,7 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 if progress:
                     progress({"epoch": epoch, "step": step + 1, "loss": float(np.mean(losses[-10:]))})
             top1 = self.validate(bank, validation)

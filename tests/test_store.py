@@ -85,7 +85,7 @@ def test_tags_and_reference_vectors(store):
     first, _, _ = save(store, "/a.wav")
     save(store, "/b.wav")
     store.set_tags([first], label="bird", is_reference=True)
-    references = store.reference_vectors()
+    references = store.reference_vectors(store.ensure_encoder(ENCODER))
     assert set(references.recording_ids) == {first}
     assert store.recordings([first])[0]["label"] == "bird"
 
@@ -101,7 +101,7 @@ def test_remove_returns_window_ids_and_cascades(store):
 def test_iter_vectors_streams_every_vector_in_batches(store):
     for number in range(5):
         save(store, f"/{number}.wav", windows=3)
-    batches = list(store.iter_vectors(batch_size=4))
+    batches = list(store.iter_vectors(store.ensure_encoder(ENCODER), batch_size=4))
     ids = np.concatenate([ids for ids, _ in batches])
     assert len(batches) == 4 and len(ids) == 15 and np.all(np.diff(ids) > 0)
 

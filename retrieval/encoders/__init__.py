@@ -1,19 +1,39 @@
-"""Encoders by name; each module is imported only when its encoder is asked for."""
+"""Encoders by name; each module is imported only when its encoder is asked for.
+
+Built in: "cnn" (the shipped, pretrained CNN: the default) and "logmel-stats" (training-free).
+Any other name is a checkpoint `<name>.pt` in a library's encoders folder, written by `train`.
+"""
 from __future__ import annotations
 
-from .base import Encoder
+from pathlib import Path
+
 from ..errors import ConfigMismatchError
+from .base import Encoder
 
-DEFAULT_ENCODER = "logmel-stats"
-ENCODER_NAMES = ("logmel-stats",)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED_CNN = WEIGHTS_DIR / "cnn.pt"
+DEFAULT_ENCODER = "cnn" if SHIPPED_CNN.exists() else "logmel-stats"
+BUILT_IN = ("cnn", "logmel-stats")
 
 
-def load_encoder(name: str = DEFAULT_ENCODER) -> Encoder:
-    """The encoder registered under `name`, ready for inference."""
+def load_encoder(name: str = DEFAULT_ENCODER, checkpoint_dir: str | Path | None = None) -> Encoder:
+    """The encoder called `name`, ready for inference; `checkpoint_dir` holds a library's trained ones."""
     if name == "logmel-stats":
         from .stats import LogMelStatsEncoder
         return LogMelStatsEncoder()
-    raise ConfigMismatchError(f"unknown encoder {name!r}; available: {', '.join(ENCODER_NAMES)}")
+    from .cnn import CNNEncoder
+    if name == "cnn":
+        return CNNEncoder.load(SHIPPED_CNN)
+    path = Path(checkpoint_dir or ".") / f"{name}.pt"
+    if checkpoint_dir is None or not path.exists():
+        raise ConfigMismatchError(f"unknown encoder {name!r}; available: {', '.join(available_encoders(checkpoint_dir))}")
+    return CNNEncoder.load(path)
 
 
-__all__ = ["Encoder", "DEFAULT_ENCODER", "ENCODER_NAMES", "load_encoder"]
+def available_encoders(checkpoint_dir: str | Path | None = None) -> list[str]:
+    """Built-in encoder names, then the checkpoints found in `checkpoint_dir`, sorted."""
+    trained = sorted(path.stem for path in Path(checkpoint_dir).glob("*.pt")) if checkpoint_dir else []
+    return [name for name in BUILT_IN if name != "cnn" or SHIPPED_CNN.exists()] + trained
+
+
+__all__ = ["Encoder", "DEFAULT_ENCODER", "BUILT_IN", "available_encoders", "load_encoder"]

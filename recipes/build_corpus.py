@@ -1,0 +1,463 @@
+"""Build a varied, labelled audio corpus from Debian packages, for pretraining and for benchmarks.
+
+Four sources, each clip a 16 kHz mono 16-bit wav under OUT_DIR/<source>/<label>/, listed in
+OUT_DIR/manifest.csv (path,source,label,duration_s); a label is what "sounds alike" means there:
+
+    speech      espeak-ng saying 1-3 word phrases or numbers in many languages; label = the phrase,
+                said 4-6 times by different voices, speeds and pitches
+    instrument  fluidsynth + FluidR3_GM playing notes, chords and melodies; label = GM program, or the
+                drum instrument for single hits and patterns on the percussion channel
+    effects     sound effects from desktop and game data packages; label = file stem without digits
+    synth       the procedural families of benchmarks/corpus.py; label = family
+
+The train and eval splits share no audio: phrases and effect files go to one split by a stable hash,
+note velocities are odd in train and even in eval, and every random stream is seeded by the split.
+
+    python recipes/build_corpus.py OUT_DIR --split train|eval [--minutes N] [--seed S] [--install]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from scipy import signal
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.corpus import FAMILIES, RATE as SYNTH_RATE  # noqa: E402
+
+RATE = 16000
+SPLITS = ("train", "eval")
+SHARES = {"effects": 0.10, "speech": 0.35, "instrument": 0.35, "synth": 0.20}
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # never default-GM.sf2: it may point at TimGM6mb
+EFFECT_PACKAGES = {"sound-theme-freedesktop": "freedesktop", "pingus-data": "pingus",
+                   "frozen-bubble-data": "frozenbubble", "neverball-common": "neverball"}
+PACKAGES = ["espeak-ng", "fluidsynth", "fluid-soundfont-gm", *EFFECT_PACKAGES]
+# Held out for independent evaluation: no file whose path names one of these is ever read.
+RESERVED = ("hydrogen", "wesnoth", "sonic-pi", "festival", "festvox", "timgm6mb", "fluidr3_gs")
+WORKERS = 2
+
+WORDS = {  # sixteen everyday words per language; phrases are 1-3 of them
+    "en": "water house morning light music friend window yellow garden river mountain coffee little happy tomorrow seven",
+    "de": "Wasser Haus Morgen Licht Musik Freund Fenster gelb Garten Fluss Berg Kaffee klein glücklich Abend sieben",
+    "fr": "eau maison matin lumière musique ami fenêtre jaune jardin rivière montagne café petit heureux demain sept",
+    "es": "agua casa mañana luz música amigo ventana amarillo jardín río montaña café pequeño feliz noche siete",
+    "it": "acqua casa mattina luce musica amico finestra giallo giardino fiume montagna caffè piccolo felice domani sette",
+    "pt": "água casa manhã luz música amigo janela amarelo jardim rio montanha café pequeno feliz amanhã sete",
+    "nl": "water huis ochtend licht muziek vriend venster geel tuin rivier berg koffie klein blij morgen zeven",
+    "pl": "woda dom rano światło muzyka przyjaciel okno żółty ogród rzeka góra kawa mały szczęśliwy jutro siedem",
+    "fi": "vesi talo aamu valo musiikki ystävä ikkuna keltainen puutarha joki vuori kahvi pieni iloinen huomenna seitsemän",
+    "sv": "vatten hus morgon ljus musik vän fönster gul trädgård flod berg kaffe liten glad imorgon sju",
+    "tr": "su ev sabah ışık müzik arkadaş pencere sarı bahçe nehir dağ kahve küçük mutlu yarın yedi",
+    "id": "air rumah pagi cahaya musik teman jendela kuning kebun sungai gunung kopi kecil senang besok tujuh",
+    "hu": "víz ház reggel fény zene barát ablak sárga kert folyó hegy kávé kicsi boldog holnap hét",
+    "cs": "voda dům ráno světlo hudba přítel okno žlutý zahrada řeka hora káva malý šťastný zítra sedm",
+    "ru": "вода дом утро свет музыка друг окно жёлтый сад река гора кофе маленький счастливый завтра семь",
+}
+
+GM_PROGRAMS = """Acoustic Grand Piano;Bright Acoustic Piano;Electric Grand Piano;Honky-tonk Piano;Electric Piano 1;Electric Piano 2;Harpsichord;Clavinet
+Celesta;Glockenspiel;Music Box;Vibraphone;Marimba;Xylophone;Tubular Bells;Dulcimer
+Drawbar Organ;Percussive Organ;Rock Organ;Church Organ;Reed Organ;Accordion;Harmonica;Tango Accordion
+Acoustic Guitar (nylon);Acoustic Guitar (steel);Electric Guitar (jazz);Electric Guitar (clean);Electric Guitar (muted);Overdriven Guitar;Distortion Guitar;Guitar Harmonics
+Acoustic Bass;Electric Bass (finger);Electric Bass (pick);Fretless Bass;Slap Bass 1;Slap Bass 2;Synth Bass 1;Synth Bass 2
+Violin;Viola;Cello;Contrabass;Tremolo Strings;Pizzicato Strings;Orchestral Harp;Timpani
+String Ensemble 1;String Ensemble 2;Synth Strings 1;Synth Strings 2;Choir Aahs;Voice Oohs;Synth Voice;Orchestra Hit
+Trumpet;Trombone;Tuba;Muted Trumpet;French Horn;Brass Section;Synth Brass 1;Synth Brass 2
+Soprano Sax;Alto Sax;Tenor Sax;Baritone Sax;Oboe;English Horn;Bassoon;Clarinet
+Piccolo;Flute;Recorder;Pan Flute;Blown Bottle;Shakuhachi;Whistle;Ocarina
+Lead 1 (square);Lead 2 (sawtooth);Lead 3 (calliope);Lead 4 (chiff);Lead 5 (charang);Lead 6 (voice);Lead 7 (fifths);Lead 8 (bass + lead)
+Pad 1 (new age);Pad 2 (warm);Pad 3 (polysynth);Pad 4 (choir);Pad 5 (bowed);Pad 6 (metallic);Pad 7 (halo);Pad 8 (sweep)
+FX 1 (rain);FX 2 (soundtrack);FX 3 (crystal);FX 4 (atmosphere);FX 5 (brightness);FX 6 (goblins);FX 7 (echoes);FX 8 (sci-fi)
+Sitar;Banjo;Shamisen;Koto;Kalimba;Bagpipe;Fiddle;Shanai
+Tinkle Bell;Agogo;Steel Drums;Woodblock;Taiko Drum;Melodic Tom;Synth Drum;Reverse Cymbal
+Guitar Fret Noise;Breath Noise;Seashore;Bird Tweet;Telephone Ring;Helicopter;Applause;Gunshot"""
+GM_NAMES = [name for line in GM_PROGRAMS.splitlines() for name in line.split(";")]
+# MIDI key range of each family of eight programs (piano, chromatic percussion, organ, guitar, ...).
+FAMILY_KEYS = [(36, 84), (60, 96), (36, 84), (40, 76), (28, 52), (36, 84), (40, 84), (40, 77),
+               (45, 81), (60, 96), (48, 84), (36, 79), (36, 84), (48, 84), (36, 72), (40, 84)]
+DRUMS = {"kick": (35, 36), "side-stick": (37,), "snare": (38, 40), "clap": (39,), "closed-hihat": (42,),
+         "pedal-hihat": (44,), "open-hihat": (46,), "low-tom": (41, 43), "mid-tom": (45, 47),
+         "high-tom": (48, 50), "crash": (49, 57), "ride": (51, 59), "ride-bell": (53,), "china": (52,),
+         "splash": (55,), "tambourine": (54,), "cowbell": (56,), "vibraslap": (58,), "bongo": (60, 61),
+         "conga": (62, 63, 64), "timbale": (65, 66), "agogo": (67, 68), "cabasa": (69,), "maracas": (70,),
+         "whistle": (71, 72), "guiro": (73, 74), "claves": (75,), "woodblock": (76, 77),
+         "cuica": (78, 79), "triangle": (80, 81)}
+DRUM_KITS = (0, 8, 16, 24, 25, 32, 40, 48)  # standard, room, power, electronic, TR-808, jazz, brush, orchestra
+TICKS_PER_S = 960  # 480 ticks a quarter note at the default 120 bpm
+
+
+@dataclass
+class Clip:
+    source: str
+    label: str
+    name: str
+    samples: np.ndarray  # float, mono, RATE
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / RATE
+
+
+def slug(text: str) -> str:
+    """Lower-case ASCII words joined by hyphens; a short hash when nothing ASCII is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or stable_hash(text)[:8]
+
+
+def stable_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def split_of(key: str) -> str:
+    """The split that owns `key` (a phrase, a file path): three in ten go to eval."""
+    return "eval" if int(stable_hash(key)[:8], 16) % 10 < 3 else "train"
+
+
+def finish(samples: np.ndarray, floor_db: float = -50.0, max_s: float | None = None) -> np.ndarray | None:
+    """Trim leading and trailing silence, crop, fade the ends, peak-normalise; None when silent."""
+    samples = np.nan_to_num(np.array(samples, dtype=np.float64))
+    peak = np.abs(samples).max(initial=0.0)
+    loud = np.flatnonzero(np.abs(samples) > peak * 10 ** (floor_db / 20))
+    if peak < 1e-4 or not len(loud):
+        return None
+    margin = int(0.02 * RATE)
+    samples = samples[max(loud[0] - margin, 0): loud[-1] + margin]
+    if max_s:
+        samples = samples[: int(max_s * RATE)]
+    fade = min(int(0.01 * RATE), len(samples) // 4)
+    samples[len(samples) - fade:] *= np.linspace(1, 0, fade)
+    if len(samples) < 0.15 * RATE or np.sqrt(np.mean(samples ** 2)) < 1e-3 * peak:
+        return None
+    return 0.8 * samples / np.abs(samples).max()
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """Mono float samples at RATE of a 16-bit wav."""
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels())
+        rate = w.getframerate()
+    samples = pcm.mean(axis=1) / 32768
+    return samples if rate == RATE else signal.resample_poly(samples, RATE, rate)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+# --- speech -------------------------------------------------------------------------------------
+
+def espeak_voices() -> tuple[list[str], list[str]]:
+    """Language voices (`en-gb`, `fi`, ...) and variants (`f3`, `klatt`, ...) of this espeak-ng."""
+    def listing(arg: str, column: int) -> list[str]:
+        lines = subprocess.run(["espeak-ng", arg], capture_output=True, text=True, check=True).stdout
+        return sorted({line.split()[column] for line in lines.splitlines()[1:] if line.split()})
+    return listing("--voices", 1), [v.removeprefix("!v/") for v in listing("--voices=variant", 4)]
+
+
+def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
+                       capture_output=True, timeout=30, check=True)
+        return finish(read_wav(out))
+
+
+def speech(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
+    """Phrases said 4-6 times each by voices of the phrase's language until `budget_s` is used."""
+    voices, variants = espeak_voices()
+    groups = {lang: [v for v in voices if v.split("-")[0] == lang] for lang in {v.split("-")[0] for v in voices}}
+    langs = sorted(groups)
+    clips, seen, total = [], set(), 0.0
+    with ThreadPoolExecutor(WORKERS) as pool:
+        while total < budget_s:
+            phrases = []
+            while len(phrases) < 8:
+                if rng.random() < 0.5:
+                    lang = sorted(WORDS)[rng.integers(len(WORDS))]
+                    words = WORDS[lang].split()
+                    text = " ".join(words[i] for i in rng.choice(len(words), rng.integers(1, 4), replace=False))
+                else:
+                    lang, text = langs[rng.integers(len(langs))], str(rng.integers(0, 200))
+                if lang in groups and (lang, text) not in seen and split_of(f"{lang}|{text}") == split:
+                    seen.add((lang, text))
+                    phrases.append((lang, text))
+            jobs = []
+            for lang, text in phrases:
+                for _ in range(rng.integers(4, 7)):
+                    voice = groups[lang][rng.integers(len(groups[lang]))]
+                    if rng.random() < 0.8:
+                        voice += "+" + variants[rng.integers(len(variants))]
+                    jobs.append((lang, text, voice, int(rng.integers(120, 201)), int(rng.integers(20, 81))))
+
+            def render(job):
+                try:
+                    return speak(*job[1:])
+                except (subprocess.SubprocessError, OSError, wave.Error, ValueError):
+                    return None
+            for (lang, text, voice, speed, pitch), samples in zip(jobs, pool.map(render, jobs)):
+                if samples is None:
+                    warn()
+                    continue
+                clips.append(Clip("speech", f"{lang}-{slug(text)}", f"{voice.replace('+', '_')}-s{speed}-p{pitch}", samples))
+                total += clips[-1].duration_s
+    return trim_to_budget(clips, budget_s)
+
+
+def trim_to_budget(clips: list[Clip], budget_s: float) -> list[Clip]:
+    kept, total = [], 0.0
+    for clip in clips:
+        if total >= budget_s:
+            break
+        kept.append(clip)
+        total += clip.duration_s
+    return kept
+
+
+# --- instrument ---------------------------------------------------------------------------------
+
+@dataclass
+class Phrase:
+    """Notes for one clip: (onset_s, duration_s, key, velocity) on `channel` with `program`."""
+    label: str
+    channel: int
+    program: int
+    notes: list[tuple[float, float, int, int]]
+
+    @property
+    def length_s(self) -> float:
+        return max(onset + duration for onset, duration, _, _ in self.notes) + 0.8  # release tail
+
+
+def velocity(rng: np.random.Generator, split: str) -> int:
+    """Odd in train, even in eval, so that no note event, hence no clip, is in both splits."""
+    v = int(rng.integers(30, 127))
+    return v - v % 2 + (split == "train")
+
+
+def melodic_phrase(rng: np.random.Generator, split: str, program: int) -> Phrase:
+    low, high = FAMILY_KEYS[program // 8]
+    kind, root = rng.integers(3), int(rng.integers(low, high - 7))
+    if kind == 0:  # one held note
+        notes = [(0.0, rng.uniform(0.6, 2.5), root, velocity(rng, split))]
+    elif kind == 1:  # a chord
+        duration, shape = rng.uniform(0.8, 2.2), [(0, 4, 7), (0, 3, 7), (0, 5, 7), (0, 4, 10), (0, 7, 12)][rng.integers(5)]
+        notes = [(0.0, duration, root + step, velocity(rng, split)) for step in shape]
+    else:  # a melody on a major or minor scale
+        scale = [0, 2, 4, 5, 7, 9, 11, 12] if rng.random() < 0.5 else [0, 2, 3, 5, 7, 8, 10, 12]
+        step, onset, notes = rng.uniform(0.12, 0.4), 0.0, []
+        for _ in range(rng.integers(3, 9)):
+            beats = rng.choice([1, 1, 2])
+            notes.append((onset, beats * step * 0.9, root + scale[rng.integers(len(scale))], velocity(rng, split)))
+            onset += beats * step
+    return Phrase(slug(GM_NAMES[program]), 0, program, notes)
+
+
+def drum_phrase(rng: np.random.Generator, split: str, label: str) -> Phrase:
+    keys, kit = DRUMS[label], DRUM_KITS[rng.integers(len(DRUM_KITS))]
+    if rng.random() < 0.4:  # a single hit
+        return Phrase(label, 9, kit, [(0.0, 0.1, keys[rng.integers(len(keys))], velocity(rng, split))])
+    step, onset, notes = rng.uniform(0.1, 0.3), 0.0, []
+    for _ in range(rng.integers(2, 9)):
+        notes.append((onset, 0.1, keys[rng.integers(len(keys))], velocity(rng, split)))
+        onset += step * rng.choice([1, 1, 2])
+    return Phrase(label, 9, kit, notes)
+
+
+def midi_file(phrases: list[Phrase]) -> tuple[bytes, list[float]]:
+    """A type-0 MIDI file playing `phrases` one after another, and each phrase's start in seconds."""
+    events, starts, now = [], [], 0.1
+    for phrase in phrases:
+        tick = round(now * TICKS_PER_S)
+        events.append((tick, 1, bytes([0xC0 | phrase.channel, phrase.program])))
+        for onset, duration, key, vel in phrase.notes:
+            events.append((round((now + onset) * TICKS_PER_S), 2, bytes([0x90 | phrase.channel, key, vel])))
+            events.append((round((now + onset + duration) * TICKS_PER_S), 0, bytes([0x80 | phrase.channel, key, 0])))
+        starts.append(now)
+        now += phrase.length_s
+        events.append((round(now * TICKS_PER_S), 0, bytes([0xB0 | phrase.channel, 120, 0])))  # all sound off
+        now += 0.3
+    track, last = bytearray(b"\x00\xff\x51\x03\x07\xa1\x20"), 0  # tempo: 500,000 us a quarter note
+    for tick, _, message in sorted(events):
+        delta = tick - last
+        code = [delta & 0x7F]
+        while delta := delta >> 7:  # variable-length quantity, most significant group first
+            code.insert(0, 0x80 | (delta & 0x7F))
+        track += bytes(code) + message
+        last = tick
+    track += b"\x00\xff\x2f\x00"
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track, starts
+
+
+def synthesise(phrases: list[Phrase]) -> list[np.ndarray | None]:
+    """Render `phrases` in one fluidsynth call and cut the result into one clip each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        midi, starts = midi_file(phrases)
+        (Path(tmp) / "phrases.mid").write_bytes(midi)
+        subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(RATE),
+                        "-F", f"{tmp}/phrases.wav", str(SOUNDFONT), f"{tmp}/phrases.mid"],
+                       capture_output=True, timeout=600, check=True)
+        audio = read_wav(Path(tmp) / "phrases.wav")
+    return [finish(audio[int(start * RATE): int((start + p.length_s) * RATE)]) for start, p in zip(starts, phrases)]
+
+
+def instrument(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
+    """GM programs (85% of the time) and drum instruments, four clips per label in turn."""
+    if not SOUNDFONT.exists() or not shutil.which("fluidsynth"):
+        print(f"instrument: skipped, needs fluidsynth and {SOUNDFONT}")
+        return []
+    programs, drums = [int(p) for p in rng.permutation(128)], [str(d) for d in rng.permutation(sorted(DRUMS))]
+    phrases, planned = [], 0.0
+    while planned < budget_s:
+        if rng.random() < 0.85:
+            program = programs[len(phrases) // 4 % 128]
+            group = [melodic_phrase(rng, split, program) for _ in range(4)]
+        else:
+            group = [drum_phrase(rng, split, drums[len(phrases) // 4 % len(drums)]) for _ in range(4)]
+        phrases += group
+        planned += sum(p.length_s for p in group)
+    batches = [phrases[i: i + 40] for i in range(0, len(phrases), 40)]
+
+    def render(batch):
+        try:
+            return synthesise(batch)
+        except (subprocess.SubprocessError, OSError, wave.Error, ValueError):
+            return [None] * len(batch)
+    clips = []
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for batch, rendered in zip(batches, pool.map(render, batches)):
+            for phrase, samples in zip(batch, rendered):
+                if samples is None:
+                    warn()
+                    continue
+                notes = "-".join(f"{key}v{vel}" for _, _, key, vel in phrase.notes[:4])
+                clips.append(Clip("instrument", phrase.label, f"{split}{len(clips):05d}-p{phrase.program}-{notes}", samples))
+    return clips
+
+
+# --- effects and synth --------------------------------------------------------------------------
+
+def decode(path: Path) -> np.ndarray:
+    """Mono float samples at RATE of any audio file FFmpeg reads."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+        frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+        frames += resampler.resample(None)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]) if frames else np.zeros(0)
+
+
+def effects(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
+    """Effect files of this split (by path hash); a long file gives up to four 6 s crops."""
+    paths = []
+    for package, prefix in EFFECT_PACKAGES.items():
+        listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
+        if listing.returncode:
+            print(f"effects: {package} not installed, skipped")
+        paths += [(prefix, Path(p)) for p in listing.stdout.splitlines()
+                  if Path(p).suffix.lower() in (".wav", ".ogg", ".oga", ".flac")
+                  and not any(word in p.lower() for word in RESERVED) and split_of(p) == split]
+    clips, total = [], 0.0
+    for i in rng.permutation(len(paths)):
+        if total >= budget_s:
+            break
+        prefix, path = paths[i]
+        try:
+            samples = decode(path)
+        except (av.FFmpegError, OSError, ValueError):
+            warn()
+            continue
+        label = f"{prefix}-{slug(re.sub(r'[-_ ]*[0-9]+$', '', path.stem) or path.stem)}"
+        crops = int(min(len(samples) / RATE // 12, 4)) or 1
+        for k, start in enumerate(np.linspace(0, len(samples) - 6 * RATE, crops) if crops > 1 else [0]):
+            crop = finish(samples[int(start):], max_s=6.0)
+            if crop is None:
+                warn()
+                continue
+            clips.append(Clip("effects", label, slug(f"{path.parent.name}-{path.stem}-{k}"), crop))
+            total += clips[-1].duration_s
+    return clips
+
+
+def synth(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
+    """The procedural families of benchmarks/corpus.py in turn, resampled to RATE."""
+    clips, total = [], 0.0
+    while total < budget_s:
+        family = sorted(FAMILIES)[len(clips) % len(FAMILIES)]
+        samples = finish(signal.resample_poly(FAMILIES[family](rng), RATE, SYNTH_RATE))
+        if samples is None:
+            warn()
+            continue
+        clips.append(Clip("synth", family, f"{split}{len(clips):05d}", samples))
+        total += clips[-1].duration_s
+    return clips
+
+
+BUILDERS = {"effects": effects, "speech": speech, "instrument": instrument, "synth": synth}
+
+
+def install() -> None:
+    print("installing:", " ".join(PACKAGES))
+    done = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
+                          env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    if done.returncode:
+        print(f"apt-get failed ({done.returncode}); building from what is installed")
+
+
+def build(out_dir: Path, split: str, minutes: float, seed: int) -> list[Clip]:
+    """Every source in turn, writing clips and the manifest; a source's shortfall goes to those after it."""
+    manifest, left_s = [], minutes * 60
+    for index, (source, make) in enumerate(BUILDERS.items()):
+        shutil.rmtree(out_dir / source, ignore_errors=True)
+        share = SHARES[source] / sum(SHARES[s] for s in list(BUILDERS)[index:])
+        failures = []
+        started = time.perf_counter()
+        clips = make(np.random.default_rng([seed, SPLITS.index(split), index]), split, share * left_s,
+                     lambda: failures.append(1))
+        for clip in clips:
+            path = out_dir / source / clip.label / f"{clip.name}.wav"
+            write_wav(path, clip.samples)
+            manifest.append((path.relative_to(out_dir).as_posix(), source, clip.label, f"{clip.duration_s:.3f}"))
+        seconds = sum(c.duration_s for c in clips)
+        left_s -= seconds
+        print(f"{source}: {len(clips)} clips, {len({c.label for c in clips})} labels, {seconds / 60:.1f} min, "
+              f"{len(failures)} skipped, {time.perf_counter() - started:.0f} s")
+    with open(out_dir / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "source", "label", "duration_s"), *manifest])
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--split", choices=SPLITS, required=True)
+    parser.add_argument("--minutes", type=float, help="total audio; 60 for train, 15 for eval")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--install", action="store_true", help="apt-get install the source packages first")
+    args = parser.parse_args()
+    if args.install:
+        install()
+    minutes = args.minutes or (60.0 if args.split == "train" else 15.0)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = build(args.out_dir, args.split, minutes, args.seed)
+    total = sum(float(row[3]) for row in manifest) / 60
+    print(f"{args.split}: {len(manifest)} clips, {total:.1f} min in {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
