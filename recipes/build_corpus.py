@@ -31,6 +31,7 @@ import unicodedata
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator
 from pathlib import Path
 
 import av
@@ -102,7 +103,6 @@ TICKS_PER_S = 960  # 480 ticks a quarter note at the default 120 bpm
 
 @dataclass
 class Clip:
-    source: str
     label: str
     name: str
     samples: np.ndarray  # float, mono, RATE
@@ -112,32 +112,37 @@ class Clip:
         return len(self.samples) / RATE
 
 
+Group = list  # clips sharing a label, kept or dropped together; None where one failed to render
+
+
 def slug(text: str) -> str:
     """Lower-case ASCII words joined by hyphens; a short hash when nothing ASCII is left."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or stable_hash(text)[:8]
-
-
-def stable_hash(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def split_of(key: str) -> str:
-    """The split that owns `key` (a phrase, a file path): three in ten go to eval."""
-    return "eval" if int(stable_hash(key)[:8], 16) % 10 < 3 else "train"
+    """The split that owns `key` (a phrase, a file path) by a stable hash: three in ten go to eval."""
+    return "eval" if int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 10 < 3 else "train"
 
 
-def finish(samples: np.ndarray, floor_db: float = -50.0, max_s: float | None = None) -> np.ndarray | None:
-    """Trim leading and trailing silence, crop, fade the ends, peak-normalise; None when silent."""
+def attempt(make, *args):
+    """`make(*args)`, or None when rendering or decoding fails."""
+    try:
+        return make(*args)
+    except (subprocess.SubprocessError, OSError, wave.Error, ValueError, av.FFmpegError):
+        return None
+
+
+def finish(samples: np.ndarray, max_s: float | None = None, floor_db: float = -50.0) -> np.ndarray | None:
+    """Trim leading and trailing silence, crop, fade out, peak-normalise; None when (nearly) silent."""
     samples = np.nan_to_num(np.array(samples, dtype=np.float64))
     peak = np.abs(samples).max(initial=0.0)
     loud = np.flatnonzero(np.abs(samples) > peak * 10 ** (floor_db / 20))
     if peak < 1e-4 or not len(loud):
         return None
     margin = int(0.02 * RATE)
-    samples = samples[max(loud[0] - margin, 0): loud[-1] + margin]
-    if max_s:
-        samples = samples[: int(max_s * RATE)]
+    samples = samples[max(loud[0] - margin, 0): loud[-1] + margin][: int((max_s or 1e9) * RATE)]
     fade = min(int(0.01 * RATE), len(samples) // 4)
     samples[len(samples) - fade:] *= np.linspace(1, 0, fade)
     if len(samples) < 0.15 * RATE or np.sqrt(np.mean(samples ** 2)) < 1e-3 * peak:
@@ -161,76 +166,44 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
-# --- speech -------------------------------------------------------------------------------------
-
-def espeak_voices() -> tuple[list[str], list[str]]:
-    """Language voices (`en-gb`, `fi`, ...) and variants (`f3`, `klatt`, ...) of this espeak-ng."""
-    def listing(arg: str, column: int) -> list[str]:
-        lines = subprocess.run(["espeak-ng", arg], capture_output=True, text=True, check=True).stdout
-        return sorted({line.split()[column] for line in lines.splitlines()[1:] if line.split()})
-    return listing("--voices", 1), [v.removeprefix("!v/") for v in listing("--voices=variant", 4)]
-
-
-def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray | None:
+def speak(text: str, voice: str, speed: int = 150, pitch: int = 50) -> np.ndarray | None:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", f"{tmp}/s.wav", text],
                        capture_output=True, timeout=30, check=True)
-        return finish(read_wav(out))
+        return finish(read_wav(Path(tmp) / "s.wav"))
 
 
-def speech(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
-    """Phrases said 4-6 times each by voices of the phrase's language until `budget_s` is used."""
-    voices, variants = espeak_voices()
-    groups = {lang: [v for v in voices if v.split("-")[0] == lang] for lang in {v.split("-")[0] for v in voices}}
-    langs = sorted(groups)
-    clips, seen, total = [], set(), 0.0
-    with ThreadPoolExecutor(WORKERS) as pool:
-        while total < budget_s:
+def speech(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+    """Phrases of 1-3 words or a number, each said 4-6 times by voices of its language."""
+    if not shutil.which("espeak-ng"):
+        return print("speech: skipped, needs espeak-ng")
+    listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout.splitlines()[1:]
+    listing += subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout.splitlines()[1:]
+    variants = sorted(line.split()[4].removeprefix("!v/") for line in listing if "!v/" in line)
+    with ThreadPoolExecutor(WORKERS) as pool:  # a few languages cannot say numbers: keep the voices that can
+        voices = sorted(line.split()[1] for line in listing if "!v/" not in line)
+        voices = [v for v, said in zip(voices, pool.map(lambda v: attempt(speak, "17", v), voices)) if said is not None]
+        groups = {lang: [v for v in voices if v.split("-")[0] == lang] for lang in {v.split("-")[0] for v in voices}}
+        seen = set()
+        while True:
             phrases = []
             while len(phrases) < 8:
                 if rng.random() < 0.5:
-                    lang = sorted(WORDS)[rng.integers(len(WORDS))]
+                    lang, words = sorted(WORDS)[rng.integers(len(WORDS))], WORDS[sorted(WORDS)[0]].split()
                     words = WORDS[lang].split()
                     text = " ".join(words[i] for i in rng.choice(len(words), rng.integers(1, 4), replace=False))
                 else:
-                    lang, text = langs[rng.integers(len(langs))], str(rng.integers(0, 200))
+                    lang, text = sorted(groups)[rng.integers(len(groups))], str(rng.integers(0, 200))
                 if lang in groups and (lang, text) not in seen and split_of(f"{lang}|{text}") == split:
                     seen.add((lang, text))
-                    phrases.append((lang, text))
-            jobs = []
-            for lang, text in phrases:
-                for _ in range(rng.integers(4, 7)):
-                    voice = groups[lang][rng.integers(len(groups[lang]))]
-                    if rng.random() < 0.8:
-                        voice += "+" + variants[rng.integers(len(variants))]
-                    jobs.append((lang, text, voice, int(rng.integers(120, 201)), int(rng.integers(20, 81))))
+                    phrases += [(lang, text, groups[lang][rng.integers(len(groups[lang]))]
+                                 + ("+" + variants[rng.integers(len(variants))] if rng.random() < 0.8 else ""),
+                                 int(rng.integers(120, 201)), int(rng.integers(20, 81))) for _ in range(rng.integers(4, 7))]
+            said = list(pool.map(lambda job: attempt(speak, *job[1:]), phrases))
+            for lang, text in dict.fromkeys(job[:2] for job in phrases):
+                yield [samples if samples is None else Clip(f"{lang}-{slug(text)}", f"{voice.replace('+', '_')}-s{speed}-p{pitch}", samples)
+                       for (*phrase, voice, speed, pitch), samples in zip(phrases, said) if tuple(phrase) == (lang, text)]
 
-            def render(job):
-                try:
-                    return speak(*job[1:])
-                except (subprocess.SubprocessError, OSError, wave.Error, ValueError):
-                    return None
-            for (lang, text, voice, speed, pitch), samples in zip(jobs, pool.map(render, jobs)):
-                if samples is None:
-                    warn()
-                    continue
-                clips.append(Clip("speech", f"{lang}-{slug(text)}", f"{voice.replace('+', '_')}-s{speed}-p{pitch}", samples))
-                total += clips[-1].duration_s
-    return trim_to_budget(clips, budget_s)
-
-
-def trim_to_budget(clips: list[Clip], budget_s: float) -> list[Clip]:
-    kept, total = [], 0.0
-    for clip in clips:
-        if total >= budget_s:
-            break
-        kept.append(clip)
-        total += clip.duration_s
-    return kept
-
-
-# --- instrument ---------------------------------------------------------------------------------
 
 @dataclass
 class Phrase:
@@ -270,11 +243,9 @@ def melodic_phrase(rng: np.random.Generator, split: str, program: int) -> Phrase
 
 
 def drum_phrase(rng: np.random.Generator, split: str, label: str) -> Phrase:
-    keys, kit = DRUMS[label], DRUM_KITS[rng.integers(len(DRUM_KITS))]
-    if rng.random() < 0.4:  # a single hit
-        return Phrase(label, 9, kit, [(0.0, 0.1, keys[rng.integers(len(keys))], velocity(rng, split))])
-    step, onset, notes = rng.uniform(0.1, 0.3), 0.0, []
-    for _ in range(rng.integers(2, 9)):
+    """A single hit (two times in five) or a short pattern of one drum instrument, on a random kit."""
+    keys, kit, step, onset, notes = DRUMS[label], DRUM_KITS[rng.integers(len(DRUM_KITS))], rng.uniform(0.1, 0.3), 0.0, []
+    for _ in range(1 if rng.random() < 0.4 else rng.integers(2, 9)):
         notes.append((onset, 0.1, keys[rng.integers(len(keys))], velocity(rng, split)))
         onset += step * rng.choice([1, 1, 2])
     return Phrase(label, 9, kit, notes)
@@ -284,8 +255,7 @@ def midi_file(phrases: list[Phrase]) -> tuple[bytes, list[float]]:
     """A type-0 MIDI file playing `phrases` one after another, and each phrase's start in seconds."""
     events, starts, now = [], [], 0.1
     for phrase in phrases:
-        tick = round(now * TICKS_PER_S)
-        events.append((tick, 1, bytes([0xC0 | phrase.channel, phrase.program])))
+        events.append((round(now * TICKS_PER_S), 1, bytes([0xC0 | phrase.channel, phrase.program])))
         for onset, duration, key, vel in phrase.notes:
             events.append((round((now + onset) * TICKS_PER_S), 2, bytes([0x90 | phrase.channel, key, vel])))
             events.append((round((now + onset + duration) * TICKS_PER_S), 0, bytes([0x80 | phrase.channel, key, 0])))
@@ -317,41 +287,24 @@ def synthesise(phrases: list[Phrase]) -> list[np.ndarray | None]:
     return [finish(audio[int(start * RATE): int((start + p.length_s) * RATE)]) for start, p in zip(starts, phrases)]
 
 
-def instrument(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
-    """GM programs (85% of the time) and drum instruments, four clips per label in turn."""
+def instrument(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+    """Four clips of a GM program (85% of groups) or a drum instrument, labels in turn."""
     if not SOUNDFONT.exists() or not shutil.which("fluidsynth"):
-        print(f"instrument: skipped, needs fluidsynth and {SOUNDFONT}")
-        return []
+        return print(f"instrument: skipped, needs fluidsynth and {SOUNDFONT}")
     programs, drums = [int(p) for p in rng.permutation(128)], [str(d) for d in rng.permutation(sorted(DRUMS))]
-    phrases, planned = [], 0.0
+    groups, planned = [], 0.0
     while planned < budget_s:
-        if rng.random() < 0.85:
-            program = programs[len(phrases) // 4 % 128]
-            group = [melodic_phrase(rng, split, program) for _ in range(4)]
-        else:
-            group = [drum_phrase(rng, split, drums[len(phrases) // 4 % len(drums)]) for _ in range(4)]
-        phrases += group
-        planned += sum(p.length_s for p in group)
-    batches = [phrases[i: i + 40] for i in range(0, len(phrases), 40)]
-
-    def render(batch):
-        try:
-            return synthesise(batch)
-        except (subprocess.SubprocessError, OSError, wave.Error, ValueError):
-            return [None] * len(batch)
-    clips = []
+        n = len(groups)
+        groups.append([melodic_phrase(rng, split, programs[n % 128]) for _ in range(4)] if rng.random() < 0.85
+                      else [drum_phrase(rng, split, drums[n % len(drums)]) for _ in range(4)])
+        planned += sum(p.length_s for p in groups[-1])
+    batches = [sum(groups[i: i + 10], []) for i in range(0, len(groups), 10)]
     with ThreadPoolExecutor(WORKERS) as pool:
-        for batch, rendered in zip(batches, pool.map(render, batches)):
-            for phrase, samples in zip(batch, rendered):
-                if samples is None:
-                    warn()
-                    continue
-                notes = "-".join(f"{key}v{vel}" for _, _, key, vel in phrase.notes[:4])
-                clips.append(Clip("instrument", phrase.label, f"{split}{len(clips):05d}-p{phrase.program}-{notes}", samples))
-    return clips
+        for batch, rendered in zip(batches, pool.map(lambda b: attempt(synthesise, b) or [None] * len(b), batches)):
+            for i in range(0, len(batch), 4):
+                yield [samples if samples is None else Clip(p.label, f"p{p.program}-" + "-".join(f"{k}v{v}" for _, _, k, v in p.notes[:4]), samples)
+                       for p, samples in zip(batch[i: i + 4], rendered[i: i + 4])]
 
-
-# --- effects and synth --------------------------------------------------------------------------
 
 def decode(path: Path) -> np.ndarray:
     """Mono float samples at RATE of any audio file FFmpeg reads."""
@@ -359,11 +312,12 @@ def decode(path: Path) -> np.ndarray:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
         frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
         frames += resampler.resample(None)
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]) if frames else np.zeros(0)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
-def effects(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
-    """Effect files of this split (by path hash); a long file gives up to four 6 s crops."""
+def effects(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+    """Effect files of this split, in random order. A long file (music) gives up to four 6 s crops
+    labelled by its stem; other labels drop trailing digits, so `plop` and `plop2` are one label."""
     paths = []
     for package, prefix in EFFECT_PACKAGES.items():
         listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
@@ -372,43 +326,29 @@ def effects(rng: np.random.Generator, split: str, budget_s: float, warn) -> list
         paths += [(prefix, Path(p)) for p in listing.stdout.splitlines()
                   if Path(p).suffix.lower() in (".wav", ".ogg", ".oga", ".flac")
                   and not any(word in p.lower() for word in RESERVED) and split_of(p) == split]
-    clips, total = [], 0.0
     for i in rng.permutation(len(paths)):
-        if total >= budget_s:
-            break
         prefix, path = paths[i]
-        try:
-            samples = decode(path)
-        except (av.FFmpegError, OSError, ValueError):
-            warn()
-            continue
-        label = f"{prefix}-{slug(re.sub(r'[-_ ]*[0-9]+$', '', path.stem) or path.stem)}"
-        crops = int(min(len(samples) / RATE // 12, 4)) or 1
-        for k, start in enumerate(np.linspace(0, len(samples) - 6 * RATE, crops) if crops > 1 else [0]):
-            crop = finish(samples[int(start):], max_s=6.0)
-            if crop is None:
-                warn()
-                continue
-            clips.append(Clip("effects", label, slug(f"{path.parent.name}-{path.stem}-{k}"), crop))
-            total += clips[-1].duration_s
-    return clips
-
-
-def synth(rng: np.random.Generator, split: str, budget_s: float, warn) -> list[Clip]:
-    """The procedural families of benchmarks/corpus.py in turn, resampled to RATE."""
-    clips, total = [], 0.0
-    while total < budget_s:
-        family = sorted(FAMILIES)[len(clips) % len(FAMILIES)]
-        samples = finish(signal.resample_poly(FAMILIES[family](rng), RATE, SYNTH_RATE))
+        samples = attempt(decode, path)
         if samples is None:
-            warn()
+            yield [None]
             continue
-        clips.append(Clip("synth", family, f"{split}{len(clips):05d}", samples))
-        total += clips[-1].duration_s
-    return clips
+        crops = int(min(len(samples) / RATE // 12, 4))
+        stem = path.stem if crops else re.sub(r"[-_ ]*[0-9]+$", "", path.stem) or path.stem
+        starts = np.linspace(0, len(samples) - 6 * RATE, crops).astype(int) if crops > 1 else [0]
+        yield [None if (crop := finish(samples[start:], max_s=6.0)) is None
+               else Clip(f"{prefix}-{slug(stem)}", slug(f"{path.parent.name}-{path.stem}-{k}"), crop)
+               for k, start in enumerate(starts)]
 
 
-BUILDERS = {"effects": effects, "speech": speech, "instrument": instrument, "synth": synth}
+def synth(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+    """The procedural families of benchmarks/corpus.py in turn, resampled to RATE."""
+    for n in range(10 ** 6):
+        family = sorted(FAMILIES)[n % len(FAMILIES)]
+        samples = finish(signal.resample_poly(FAMILIES[family](rng), RATE, SYNTH_RATE))
+        yield [samples if samples is None else Clip(family, f"{family}-{n:05d}", samples)]
+
+
+SOURCES = {"effects": effects, "speech": speech, "instrument": instrument, "synth": synth}
 
 
 def install() -> None:
@@ -419,24 +359,28 @@ def install() -> None:
         print(f"apt-get failed ({done.returncode}); building from what is installed")
 
 
-def build(out_dir: Path, split: str, minutes: float, seed: int) -> list[Clip]:
-    """Every source in turn, writing clips and the manifest; a source's shortfall goes to those after it."""
+def build(out_dir: Path, split: str, minutes: float, seed: int) -> list[tuple[str, str, str, str]]:
+    """Write each source's clips until its share of `minutes` is used; a shortfall goes to later sources.
+    Returns the manifest rows (path, source, label, duration_s)."""
     manifest, left_s = [], minutes * 60
-    for index, (source, make) in enumerate(BUILDERS.items()):
+    for index, (source, make) in enumerate(SOURCES.items()):
+        started, seconds, labels, failed = time.perf_counter(), 0.0, set(), 0
+        budget_s = left_s * SHARES[source] / sum(SHARES[s] for s in list(SOURCES)[index:])
         shutil.rmtree(out_dir / source, ignore_errors=True)
-        share = SHARES[source] / sum(SHARES[s] for s in list(BUILDERS)[index:])
-        failures = []
-        started = time.perf_counter()
-        clips = make(np.random.default_rng([seed, SPLITS.index(split), index]), split, share * left_s,
-                     lambda: failures.append(1))
-        for clip in clips:
-            path = out_dir / source / clip.label / f"{clip.name}.wav"
-            write_wav(path, clip.samples)
-            manifest.append((path.relative_to(out_dir).as_posix(), source, clip.label, f"{clip.duration_s:.3f}"))
-        seconds = sum(c.duration_s for c in clips)
+        for group in make(np.random.default_rng([seed, SPLITS.index(split), index]), split, budget_s) or []:
+            for clip in group:
+                if clip is None:
+                    failed += 1
+                    continue
+                path = out_dir / source / clip.label / f"{clip.name}.wav"
+                write_wav(path, clip.samples)
+                manifest.append((path.relative_to(out_dir).as_posix(), source, clip.label, f"{clip.duration_s:.3f}"))
+                seconds, labels = seconds + clip.duration_s, labels | {clip.label}
+            if seconds >= budget_s:
+                break
         left_s -= seconds
-        print(f"{source}: {len(clips)} clips, {len({c.label for c in clips})} labels, {seconds / 60:.1f} min, "
-              f"{len(failures)} skipped, {time.perf_counter() - started:.0f} s")
+        print(f"{source}: {sum(r[1] == source for r in manifest)} clips, {len(labels)} labels, {seconds / 60:.1f} min, "
+              f"{failed} failed, {time.perf_counter() - started:.0f} s")
     with open(out_dir / "manifest.csv", "w", newline="") as f:
         csv.writer(f).writerows([("path", "source", "label", "duration_s"), *manifest])
     return manifest

@@ -73,8 +73,11 @@ def reencode(samples: np.ndarray, sample_rate: int, container_format: str, codec
         container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     buffer.seek(0)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)  # Opus decodes at 48 kHz
     with av.open(buffer) as container:
-        decoded = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    frames += resampler.resample(None)
+    decoded = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
     return _align(samples, decoded.astype(np.float32))
 
 

@@ -1,0 +1,76 @@
+"""Training: the loss, the degradations, codec copies, and a tiny end-to-end fit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.augment import ColouredNoise, RandomEqualizer, SpecAugment, WaveformAugment
+from retrieval.encoders.cnn import CNNEncoder
+from retrieval.encoders.networks import MelCNN
+from retrieval.features import FeatureConfig
+from retrieval.training import TrainingConfig, contrastive_loss, reencode, train
+from tests.factories import chirp, noise, sine, write_audio
+
+
+def test_contrastive_loss_is_low_when_twins_agree_and_others_differ():
+    basis = torch.eye(4)
+    aligned = torch.cat([basis, basis])
+    shuffled = torch.cat([basis, basis.roll(1, dims=0)])
+    groups = torch.arange(4).repeat(2)
+    assert contrastive_loss(aligned, groups, 0.1) < contrastive_loss(shuffled, groups, 0.1) - 5
+
+
+def test_label_groups_make_same_label_items_positives():
+    embeddings = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1.0, 0.1], [0, 1.0], [0.1, 1.0]]), dim=1)
+    similar_together = torch.tensor([0, 0, 1, 1])
+    dissimilar_together = torch.tensor([0, 1, 0, 1])
+    assert contrastive_loss(embeddings, similar_together, 0.1) < contrastive_loss(embeddings, dissimilar_together, 0.1)
+
+
+def test_reencoded_copies_stay_aligned_with_the_original():
+    gate = (np.arange(32000) // 2400 % 2).astype(np.float32)  # 150 ms on, 150 ms off
+    samples = (chirp(300, 3000, 2.0) + noise(2.0, amplitude=0.02)) * gate
+    envelope = lambda audio: np.sqrt((audio[:31840].reshape(-1, 160) ** 2).mean(axis=1))  # 10 ms frames
+    for container, codec, bit_rate in (("mp4", "aac", 32000), ("mp3", "libmp3lame", 32000), ("ogg", "libopus", 12000)):
+        copy = reencode(samples, 16000, container, codec, bit_rate)
+        assert len(copy) == len(samples)
+        assert np.corrcoef(envelope(copy), envelope(samples))[0, 1] > 0.9, codec
+
+
+def test_degradations_are_reproducible_with_a_seed_and_keep_shapes():
+    audio = torch.from_numpy(np.stack([sine(440, 1.0), chirp(200, 4000, 1.0)]))
+    first = WaveformAugment(torch.Generator().manual_seed(3))(audio)
+    again = WaveformAugment(torch.Generator().manual_seed(3))(audio)
+    assert first.shape == audio.shape and torch.equal(first, again) and not torch.equal(first, audio)
+    masked = SpecAugment(torch.Generator().manual_seed(0), p=1.0)(torch.randn(2, 64, 97))
+    assert masked.shape == (2, 64, 97)
+
+
+def test_the_telephone_band_removes_low_frequencies():
+    low = torch.from_numpy(sine(100, 1.0))[None]
+    phoned = RandomEqualizer(torch.Generator().manual_seed(0), phone_p=1.0, p=0.0)(low)
+    assert phoned.pow(2).mean() < 0.01 * low.pow(2).mean()
+
+
+def test_noise_lands_at_the_requested_snr():
+    audio = torch.from_numpy(sine(440, 1.0))[None]
+    noisy = ColouredNoise(torch.Generator().manual_seed(0), snr_db=(10.0, 10.0), p=1.0)(audio)
+    snr = 10 * torch.log10(audio.pow(2).mean() / (noisy - audio).pow(2).mean())
+    assert float(snr) == pytest.approx(10.0, abs=0.5)
+
+
+def test_a_tiny_training_run_produces_a_loadable_checkpoint(tmp_path):
+    paths, labels = [], []
+    for number in range(8):
+        path = tmp_path / f"{number}.wav"
+        write_audio(path, chirp(200 + 300 * number, 3000 - 200 * number, 1.5), 16000)
+        paths.append(str(path))
+        labels.append("up" if number % 2 else "down")
+    widths = (8, 16, 16, 32)
+    config = TrainingConfig(epochs=2, steps_per_epoch=2, batch_size=4, supervised=True)
+    checkpoint, report = train(paths, labels, MelCNN(32, widths), widths, 32, FeatureConfig(), config, "tiny", "1")
+    assert [epoch["epoch"] for epoch in report.epochs] == [1, 2] and 0 <= report.best_top1 <= 1
+    torch.save(checkpoint, tmp_path / "tiny.pt")
+    encoder = CNNEncoder.load(tmp_path / "tiny.pt")
+    assert encoder.dimension == 32 and encoder.unrelated_distance > 0
