@@ -8,6 +8,7 @@ OUT_DIR/manifest.csv (path,source,label,duration_s); a label is what "sounds ali
     instrument  fluidsynth + FluidR3_GM playing notes, chords and melodies; label = GM program, or the
                 drum instrument for single hits and patterns on the percussion channel
     effects     sound effects from desktop and game data packages; label = file stem without digits
+                (a music track: its stem, over up to four 6 s crops)
     synth       the procedural families of benchmarks/corpus.py; label = family
 
 The train and eval splits share no audio: phrases and effect files go to one split by a stable hash,
@@ -31,8 +32,8 @@ import unicodedata
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import av
 import numpy as np
@@ -87,9 +88,11 @@ Sitar;Banjo;Shamisen;Koto;Kalimba;Bagpipe;Fiddle;Shanai
 Tinkle Bell;Agogo;Steel Drums;Woodblock;Taiko Drum;Melodic Tom;Synth Drum;Reverse Cymbal
 Guitar Fret Noise;Breath Noise;Seashore;Bird Tweet;Telephone Ring;Helicopter;Applause;Gunshot"""
 GM_NAMES = [name for line in GM_PROGRAMS.splitlines() for name in line.split(";")]
-# MIDI key range of each family of eight programs (piano, chromatic percussion, organ, guitar, ...).
+# MIDI key range of each family of eight programs (piano, chromatic percussion, organ, guitar, ...),
+# and of the programs that FluidR3 leaves silent beyond theirs (contrabass, tuba, baritone sax).
 FAMILY_KEYS = [(36, 84), (60, 96), (36, 84), (40, 76), (28, 52), (36, 84), (40, 84), (40, 77),
-               (45, 81), (60, 96), (48, 84), (36, 79), (36, 84), (48, 84), (36, 72), (40, 84)]
+               (45, 79), (60, 90), (48, 84), (36, 79), (36, 84), (48, 84), (36, 72), (40, 84)]
+PROGRAM_KEYS = {43: (28, 52), 58: (28, 60), 67: (36, 66)}
 DRUMS = {"kick": (35, 36), "side-stick": (37,), "snare": (38, 40), "clap": (39,), "closed-hihat": (42,),
          "pedal-hihat": (44,), "open-hihat": (46,), "low-tom": (41, 43), "mid-tom": (45, 47),
          "high-tom": (48, 50), "crash": (49, 57), "ride": (51, 59), "ride-bell": (53,), "china": (52,),
@@ -101,18 +104,10 @@ DRUM_KITS = (0, 8, 16, 24, 25, 32, 40, 48)  # standard, room, power, electronic,
 TICKS_PER_S = 960  # 480 ticks a quarter note at the default 120 bpm
 
 
-@dataclass
-class Clip:
+class Clip(NamedTuple):
     label: str
-    name: str
+    name: str  # file name within the label's folder, without .wav
     samples: np.ndarray  # float, mono, RATE
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.samples) / RATE
-
-
-Group = list  # clips sharing a label, kept or dropped together; None where one failed to render
 
 
 def slug(text: str) -> str:
@@ -122,7 +117,7 @@ def slug(text: str) -> str:
 
 
 def split_of(key: str) -> str:
-    """The split that owns `key` (a phrase, a file path) by a stable hash: three in ten go to eval."""
+    """The split that owns `key` (a phrase, a file's content hash) by a stable hash: three in ten go to eval."""
     return "eval" if int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % 10 < 3 else "train"
 
 
@@ -145,7 +140,7 @@ def finish(samples: np.ndarray, max_s: float | None = None, floor_db: float = -5
     samples = samples[max(loud[0] - margin, 0): loud[-1] + margin][: int((max_s or 1e9) * RATE)]
     fade = min(int(0.01 * RATE), len(samples) // 4)
     samples[len(samples) - fade:] *= np.linspace(1, 0, fade)
-    if len(samples) < 0.15 * RATE or np.sqrt(np.mean(samples ** 2)) < 1e-3 * peak:
+    if len(samples) < 0.08 * RATE or np.sqrt(np.mean(samples ** 2)) < 1e-3 * peak:
         return None
     return 0.8 * samples / np.abs(samples).max()
 
@@ -173,36 +168,44 @@ def speak(text: str, voice: str, speed: int = 150, pitch: int = 50) -> np.ndarra
         return finish(read_wav(Path(tmp) / "s.wav"))
 
 
-def speech(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
-    """Phrases of 1-3 words or a number, each said 4-6 times by voices of its language."""
+def phrase(rng: np.random.Generator, langs: list[str]) -> tuple[str, str]:
+    """A language and 1-3 of its WORDS, or (half the time) a number under 200 in any of `langs`."""
+    if rng.random() < 0.5:
+        lang = sorted(WORDS)[rng.integers(len(WORDS))]
+        words = WORDS[lang].split()
+        return lang, " ".join(words[i] for i in rng.choice(len(words), rng.integers(1, 4), replace=False))
+    return langs[rng.integers(len(langs))], str(rng.integers(0, 200))
+
+
+def speech(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
+    """Phrases of this split, each said 4-6 times by voices of its language (`de`, `de+f3`, ...)."""
     if not shutil.which("espeak-ng"):
-        return print("speech: skipped, needs espeak-ng")
-    listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout.splitlines()[1:]
-    listing += subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout.splitlines()[1:]
-    variants = sorted(line.split()[4].removeprefix("!v/") for line in listing if "!v/" in line)
+        print("speech: skipped, needs espeak-ng")
+        return
+    listing = [line.split() for arg in ("--voices", "--voices=variant") for line in
+               subprocess.run(["espeak-ng", arg], capture_output=True, text=True).stdout.splitlines()[1:]]
+    variants = sorted(row[4].removeprefix("!v/") for row in listing if row[4].startswith("!v/"))
     with ThreadPoolExecutor(WORKERS) as pool:  # a few languages cannot say numbers: keep the voices that can
-        voices = sorted(line.split()[1] for line in listing if "!v/" not in line)
+        voices = sorted(row[1] for row in listing if not row[4].startswith("!v/"))
         voices = [v for v, said in zip(voices, pool.map(lambda v: attempt(speak, "17", v), voices)) if said is not None]
-        groups = {lang: [v for v in voices if v.split("-")[0] == lang] for lang in {v.split("-")[0] for v in voices}}
+        by_lang = {lang: [v for v in voices if v.split("-")[0] == lang] for lang in {v.split("-")[0] for v in voices}}
         seen = set()
         while True:
-            phrases = []
-            while len(phrases) < 8:
-                if rng.random() < 0.5:
-                    lang, words = sorted(WORDS)[rng.integers(len(WORDS))], WORDS[sorted(WORDS)[0]].split()
-                    words = WORDS[lang].split()
-                    text = " ".join(words[i] for i in rng.choice(len(words), rng.integers(1, 4), replace=False))
-                else:
-                    lang, text = sorted(groups)[rng.integers(len(groups))], str(rng.integers(0, 200))
-                if lang in groups and (lang, text) not in seen and split_of(f"{lang}|{text}") == split:
+            batch = {}
+            while len(batch) < 8:
+                lang, text = phrase(rng, sorted(by_lang))
+                if lang in by_lang and (lang, text) not in seen and split_of(f"{lang}|{text}") == split:
                     seen.add((lang, text))
-                    phrases += [(lang, text, groups[lang][rng.integers(len(groups[lang]))]
-                                 + ("+" + variants[rng.integers(len(variants))] if rng.random() < 0.8 else ""),
-                                 int(rng.integers(120, 201)), int(rng.integers(20, 81))) for _ in range(rng.integers(4, 7))]
-            said = list(pool.map(lambda job: attempt(speak, *job[1:]), phrases))
-            for lang, text in dict.fromkeys(job[:2] for job in phrases):
-                yield [samples if samples is None else Clip(f"{lang}-{slug(text)}", f"{voice.replace('+', '_')}-s{speed}-p{pitch}", samples)
-                       for (*phrase, voice, speed, pitch), samples in zip(phrases, said) if tuple(phrase) == (lang, text)]
+                    batch[lang, text] = [(by_lang[lang][rng.integers(len(by_lang[lang]))]
+                                          + ("+" + variants[rng.integers(len(variants))] if rng.random() < 0.8 else ""),
+                                          int(rng.integers(120, 201)), int(rng.integers(20, 81)))
+                                         for _ in range(rng.integers(4, 7))]
+            jobs = [(text, *rendition) for (_, text), renditions in batch.items() for rendition in renditions]
+            said = iter(pool.map(lambda job: attempt(speak, *job), jobs))
+            for (lang, text), renditions in batch.items():
+                yield [None if (samples := next(said)) is None else
+                       Clip(f"{lang}-{slug(text)}", f"{voice.replace('+', '_')}-s{speed}-p{pitch}", samples)
+                       for voice, speed, pitch in renditions]
 
 
 @dataclass
@@ -225,7 +228,7 @@ def velocity(rng: np.random.Generator, split: str) -> int:
 
 
 def melodic_phrase(rng: np.random.Generator, split: str, program: int) -> Phrase:
-    low, high = FAMILY_KEYS[program // 8]
+    low, high = PROGRAM_KEYS.get(program, FAMILY_KEYS[program // 8])
     kind, root = rng.integers(3), int(rng.integers(low, high - 7))
     if kind == 0:  # one held note
         notes = [(0.0, rng.uniform(0.6, 2.5), root, velocity(rng, split))]
@@ -280,20 +283,21 @@ def synthesise(phrases: list[Phrase]) -> list[np.ndarray | None]:
     with tempfile.TemporaryDirectory() as tmp:
         midi, starts = midi_file(phrases)
         (Path(tmp) / "phrases.mid").write_bytes(midi)
-        subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(RATE),
+        subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.4", "-r", str(RATE),
                         "-F", f"{tmp}/phrases.wav", str(SOUNDFONT), f"{tmp}/phrases.mid"],
                        capture_output=True, timeout=600, check=True)
         audio = read_wav(Path(tmp) / "phrases.wav")
     return [finish(audio[int(start * RATE): int((start + p.length_s) * RATE)]) for start, p in zip(starts, phrases)]
 
 
-def instrument(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+def instrument(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
     """Four clips of a GM program (85% of groups) or a drum instrument, labels in turn."""
     if not SOUNDFONT.exists() or not shutil.which("fluidsynth"):
-        return print(f"instrument: skipped, needs fluidsynth and {SOUNDFONT}")
+        print(f"instrument: skipped, needs fluidsynth and {SOUNDFONT}")
+        return
     programs, drums = [int(p) for p in rng.permutation(128)], [str(d) for d in rng.permutation(sorted(DRUMS))]
     groups, planned = [], 0.0
-    while planned < budget_s:
+    while planned < 1.5 * budget_s:  # trimming shortens the planned release tails; build() stops at the budget
         n = len(groups)
         groups.append([melodic_phrase(rng, split, programs[n % 128]) for _ in range(4)] if rng.random() < 0.85
                       else [drum_phrase(rng, split, drums[n % len(drums)]) for _ in range(4)])
@@ -315,17 +319,21 @@ def decode(path: Path) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
-def effects(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+def effects(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
     """Effect files of this split, in random order. A long file (music) gives up to four 6 s crops
-    labelled by its stem; other labels drop trailing digits, so `plop` and `plop2` are one label."""
-    paths = []
+    labelled by its stem; other labels drop trailing digits, so `plop` and `plop2` are one label.
+    Packages repeat files under other names (freedesktop's links): each content is read once, and
+    its hash, not its path, picks the split."""
+    files = {}
     for package, prefix in EFFECT_PACKAGES.items():
         listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
         if listing.returncode:
             print(f"effects: {package} not installed, skipped")
-        paths += [(prefix, Path(p)) for p in listing.stdout.splitlines()
-                  if Path(p).suffix.lower() in (".wav", ".ogg", ".oga", ".flac")
-                  and not any(word in p.lower() for word in RESERVED) and split_of(p) == split]
+        for path in sorted(Path(p) for p in listing.stdout.splitlines()):
+            if (path.suffix.lower() in (".wav", ".ogg", ".oga", ".flac") and path.is_file()
+                    and not any(word in str(path).lower() for word in RESERVED)):
+                files.setdefault(hashlib.sha1(path.read_bytes()).hexdigest(), (prefix, path))
+    paths = [files[digest] for digest in sorted(files) if split_of(digest) == split]
     for i in rng.permutation(len(paths)):
         prefix, path = paths[i]
         samples = attempt(decode, path)
@@ -340,7 +348,7 @@ def effects(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[G
                for k, start in enumerate(starts)]
 
 
-def synth(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Group]:
+def synth(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
     """The procedural families of benchmarks/corpus.py in turn, resampled to RATE."""
     for n in range(10 ** 6):
         family = sorted(FAMILIES)[n % len(FAMILIES)]
@@ -351,14 +359,6 @@ def synth(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[Gro
 SOURCES = {"effects": effects, "speech": speech, "instrument": instrument, "synth": synth}
 
 
-def install() -> None:
-    print("installing:", " ".join(PACKAGES))
-    done = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-                          env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    if done.returncode:
-        print(f"apt-get failed ({done.returncode}); building from what is installed")
-
-
 def build(out_dir: Path, split: str, minutes: float, seed: int) -> list[tuple[str, str, str, str]]:
     """Write each source's clips until its share of `minutes` is used; a shortfall goes to later sources.
     Returns the manifest rows (path, source, label, duration_s)."""
@@ -367,15 +367,17 @@ def build(out_dir: Path, split: str, minutes: float, seed: int) -> list[tuple[st
         started, seconds, labels, failed = time.perf_counter(), 0.0, set(), 0
         budget_s = left_s * SHARES[source] / sum(SHARES[s] for s in list(SOURCES)[index:])
         shutil.rmtree(out_dir / source, ignore_errors=True)
-        for group in make(np.random.default_rng([seed, SPLITS.index(split), index]), split, budget_s) or []:
+        for group in make(np.random.default_rng([seed, SPLITS.index(split), index]), split, budget_s):
             for clip in group:
                 if clip is None:
                     failed += 1
                     continue
                 path = out_dir / source / clip.label / f"{clip.name}.wav"
+                path = path.with_stem(f"{path.stem}-{len(manifest)}") if path.exists() else path
                 write_wav(path, clip.samples)
-                manifest.append((path.relative_to(out_dir).as_posix(), source, clip.label, f"{clip.duration_s:.3f}"))
-                seconds, labels = seconds + clip.duration_s, labels | {clip.label}
+                duration_s = len(clip.samples) / RATE
+                manifest.append((path.relative_to(out_dir).as_posix(), source, clip.label, f"{duration_s:.3f}"))
+                seconds, labels = seconds + duration_s, labels | {clip.label}
             if seconds >= budget_s:
                 break
         left_s -= seconds
@@ -395,7 +397,11 @@ def main() -> None:
     parser.add_argument("--install", action="store_true", help="apt-get install the source packages first")
     args = parser.parse_args()
     if args.install:
-        install()
+        print("installing:", " ".join(PACKAGES))
+        done = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
+                              env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        if done.returncode:
+            print(f"apt-get failed ({done.returncode}); building from what is installed")
     minutes = args.minutes or (60.0 if args.split == "train" else 15.0)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     manifest = build(args.out_dir, args.split, minutes, args.seed)

@@ -23,6 +23,22 @@ from retrieval.features import FeatureConfig  # noqa: E402
 from retrieval.training import TrainingConfig, train  # noqa: E402
 
 
+def bfloat16_agreement(checkpoint: dict, paths: list[str]) -> float:
+    """The lowest cosine between fp32 and bf16 embeddings of the windows of `paths`."""
+    from retrieval.encoders.cnn import CNNEncoder
+    from retrieval.ingest import Embedder
+    from retrieval.pipeline import PipelineConfig
+
+    encoder = CNNEncoder(checkpoint)
+    windower = Embedder(PipelineConfig(), encoder).windower
+    features = torch.cat([batch.features for path in paths for batch in windower.file(path)])
+    encoder.bfloat16 = False
+    full = encoder.embed(features)
+    encoder.bfloat16 = True
+    half = encoder.embed(features)
+    return float((full * half).sum(axis=1).min())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path)
@@ -54,6 +70,9 @@ def main() -> None:
                                config, name="cnn", version="1", progress=progress, log=lambda line: print(line, flush=True))
     for epoch in report.epochs:
         print(epoch)
+    agreement = bfloat16_agreement(checkpoint, paths[:200])
+    checkpoint["inference_precision"] = "bf16" if agreement >= 0.999 else "fp32"
+    print(f"bf16 vs fp32 cosine on corpus windows: min {agreement:.5f} -> {checkpoint['inference_precision']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, args.out)
     print(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}), unrelated distance "

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
+import os
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -96,6 +99,27 @@ def _align(reference: np.ndarray, copy: np.ndarray, max_lag: int = 4096) -> np.n
     return out
 
 
+def _load_clip(path: str, sample_rate: int, window: int, max_seconds: float) -> list[np.ndarray] | None:
+    """A clip peak-normalised to 0.5 and its codec copies, or None when unreadable or silent."""
+    try:
+        samples = load_audio(path, sample_rate, max_duration_s=max_seconds)
+    except SoundalikeError:
+        return None
+    if len(samples) < window:
+        samples = np.concatenate([samples, np.zeros(window - len(samples), np.float32)])
+    peak = float(np.max(np.abs(samples)))
+    if peak < 1e-4:
+        return None
+    samples = samples / peak * 0.5
+    copies = [samples]
+    for container_format, codec, bit_rate in CODECS:
+        try:
+            copies.append(reencode(samples, sample_rate, container_format, codec, bit_rate))
+        except (av.FFmpegError, ValueError):
+            continue
+    return copies
+
+
 class ClipBank:
     """Decoded training clips (and their codec copies) with the window offsets worth sampling."""
 
@@ -105,35 +129,32 @@ class ClipBank:
         self.labels: list[str | None] = []
         self.window = window
         rate = features.sample_rate
-        for number, (path, label) in enumerate(zip(paths, labels)):
-            try:
-                samples = load_audio(path, rate, max_duration_s=max_seconds)
-            except SoundalikeError:
-                continue
-            if len(samples) < window:
-                samples = np.concatenate([samples, np.zeros(window - len(samples), np.float32)])
-            peak = float(np.max(np.abs(samples)))
-            if peak < 1e-4:
-                continue
-            samples = samples / peak * 0.5
-            copies = [samples]
-            for container_format, codec, bit_rate in CODECS:
-                try:
-                    copies.append(reencode(samples, rate, container_format, codec, bit_rate))
-                except (av.FFmpegError, ValueError):
-                    continue
-            self.variants.append(copies)
-            self.labels.append(label)
-            if progress and number % 50 == 0:
-                progress(f"decoded {number + 1}/{len(paths)} clips")
+        jobs = [(str(path), rate, window, max_seconds) for path in paths]
+        # Decoding and re-encoding dominate start-up: two worker processes when there is enough to do.
+        if len(jobs) >= 64:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=context) as pool:
+                loaded = pool.map(_load_clip, *zip(*jobs), chunksize=16)
+                self._collect(loaded, labels, progress, len(jobs))
+        else:
+            self._collect((_load_clip(*job) for job in jobs), labels, progress, len(jobs))
         # Offsets (in samples) of windows that are not silent, on a 0.1 s grid.
         self.offsets = []
+        rate = features.sample_rate
         for copies in self.variants:
             clean = copies[0]
             starts = np.arange(0, len(clean) - window + 1, rate // 10)
             rms = np.array([np.sqrt(np.mean(clean[s: s + window] ** 2)) for s in starts])
             loud = starts[rms > 0.05 * rms.max()] if len(starts) else np.zeros(1, int)
             self.offsets.append(loud if len(loud) else starts[:1])
+
+    def _collect(self, loaded, labels: Sequence[str | None], progress, total: int) -> None:
+        for number, (copies, label) in enumerate(zip(loaded, labels)):
+            if copies is not None:
+                self.variants.append(copies)
+                self.labels.append(label)
+            if progress and (number + 1) % 200 == 0:
+                progress(f"decoded {number + 1}/{total} clips")
 
     def __len__(self) -> int:
         return len(self.variants)
