@@ -114,6 +114,7 @@ def index(
     window: Optional[float] = typer.Option(None, "--window", help="Window length in seconds [default: 1.0]."),
     hop: Optional[float] = typer.Option(None, "--hop", help="Window hop in seconds, a multiple of 0.01 [default: 0.5]."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: up to 2)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for a new library, or switch an existing one to it (re-embeds)."),
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
@@ -128,7 +129,7 @@ def index(
     with handled():
         pipeline = pipeline_from_options(window_s=window, hop_s=hop, bandpass_hz=parse_bandpass(bandpass),
                                          bandpass_order=bandpass_order, normalize=normalize, trim_silence=trim)
-        lib = open_library(library, db, create=True, pipeline=pipeline)
+        lib = open_library(library, db, create=True, pipeline=pipeline, encoder=encoder)
         with progress_bar(quiet, "indexing") as progress:
             report = lib.index(paths, label_from=label_from, reference=reference, prune=prune, workers=workers,
                                progress=progress)

@@ -52,7 +52,10 @@ class Library:
     @classmethod
     def open(cls, root: str | Path, db_url: str | None = None, create: bool = False,
              pipeline: PipelineConfig | None = None, encoder: str | None = None) -> "Library":
-        """Open the library at `root` (created when `create`); a given pipeline must match the stored one."""
+        """Open the library at `root` (created when `create`); a given pipeline must match the stored one.
+
+        A given `encoder` other than the library's own switches the library to it, re-embedding as needed.
+        """
         root = Path(root).expanduser().resolve()
         url = db_url or sqlite_url(root / DB_FILE)
         if not create and not (root / DB_FILE).exists() and not (db_url and root.is_dir()):
@@ -77,10 +80,11 @@ class Library:
         if stored_encoder is None:
             stored_encoder = encoder or DEFAULT_ENCODER
             store.set_setting("encoder", stored_encoder)
-        elif encoder is not None and encoder != stored_encoder:
-            raise ConfigMismatchError(f"this library uses encoder {stored_encoder!r}, not {encoder!r} "
-                                      "(switch with `soundalike encoders --use NAME`)", root)
-        return cls(root, store, pipeline, load_encoder(stored_encoder, root / ENCODERS_DIR))
+        library = cls(root, store, pipeline, load_encoder(stored_encoder, root / ENCODERS_DIR))
+        if encoder is not None and encoder != stored_encoder:  # switching re-embeds what the new one lacks
+            library.use_encoder(encoder)
+            library.notices.append(f"switched the library from encoder {stored_encoder} to {encoder}")
+        return library
 
     # indexing
 

@@ -255,3 +255,51 @@ def test_a_two_hour_recording_is_indexed_in_chunks(tmp_path):
     report = json.loads(output)
     assert code == 0 and report["stats"]["hours"] == pytest.approx(2.0, abs=0.01)
     assert report["stats"]["windows"] == pytest.approx(2 * 3600 / 0.5, abs=3)
+
+
+@pytest.fixture
+def labelled_library(tmp_path) -> Path:
+    for label, (low, high) in {"rising": (200, 3000), "falling": (3000, 200), "steady": (800, 800)}.items():
+        (tmp_path / "audio" / label).mkdir(parents=True)
+        for number in range(4):
+            samples = chirp(low * (1 + 0.04 * number), high * (1 + 0.02 * number), 1.5) + noise(1.5, amplitude=0.01, seed=number)
+            write_audio(tmp_path / "audio" / label / f"{number}.wav", samples, RATE)
+    library = tmp_path / "lib"
+    assert run("index", tmp_path / "audio", "--library", library, "--label-from", "parent", "--quiet")[0] == 0
+    return library
+
+
+def test_train_switches_the_library_to_the_trained_encoder(labelled_library, tmp_path):
+    code, output = run("train", "--library", labelled_library, "--epochs", "1", "--json", "--quiet")
+    report = json.loads(output)
+    assert code == 0 and report["encoder"] == "cnn-trained-1" and report["reembedded"]["added"] == 12
+    listed = json.loads(run("encoders", "--library", labelled_library, "--json")[1])
+    assert [item["name"] for item in listed if item["active"]] == ["cnn-trained-1"]
+    assert (labelled_library / "encoders" / "cnn-trained-1.pt").exists()
+    stats = json.loads(run("stats", "--library", labelled_library, "--json")[1])
+    assert stats["encoder"]["name"] == "cnn-trained-1" and stats["index"]["vectors"] == stats["windows"]
+    query = tmp_path / "audio" / "rising" / "0.wav"
+    assert query_json(labelled_library, query, "-k", "1")[0]["results"][0]["path"] == str(query.resolve())
+
+
+def test_supervised_training_needs_labels(library):
+    code, output = run("train", "--library", library, "--supervised", "--epochs", "1")
+    assert code == 2 and "labels" in output
+
+
+def test_switching_encoders_re_embeds_and_keeps_queries_working(labelled_library, tmp_path):
+    code, _ = run("encoders", "--library", labelled_library, "--encoder", "logmel-stats", "--quiet")
+    assert code == 0
+    listed = {item["name"]: item for item in json.loads(run("encoders", "--library", labelled_library, "--json")[1])}
+    assert listed["logmel-stats"]["active"] and listed["logmel-stats"]["vectors"] > 0
+    query = tmp_path / "audio" / "falling" / "2.wav"
+    assert query_json(labelled_library, query, "-k", "1")[0]["results"][0]["path"] == str(query.resolve())
+    assert run("index", tmp_path / "audio", "--library", labelled_library, "--encoder", "cnn", "--quiet")[0] == 0
+    assert json.loads(run("stats", "--library", labelled_library, "--json")[1])["encoder"]["name"] == "cnn"
+
+
+def test_evaluate_reports_quality_per_label(labelled_library):
+    code, output = run("evaluate", "--library", labelled_library, "--json", "--robustness-clips", "3")
+    report = json.loads(output)
+    assert code == 0 and {row["label"] for row in report["labels"]} == {"rising", "falling", "steady"}
+    assert report["overall"]["precision_at_1"] >= 0.9 and report["robustness_clips"] == 3
