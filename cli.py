@@ -298,7 +298,7 @@ def stats(library: Path = LibraryOption, db: Optional[str] = DbOption, as_json: 
 def train(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs [default: 8, early-stopped]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs [default: 6, early-stopped]."),
     supervised: bool = typer.Option(False, "--supervised", help="Also learn from the labels (--label-from parent)."),
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,

@@ -178,8 +178,6 @@ def build_library(folder: Path, files: list[Path], extra: list[Path], encoder: s
     shutil.rmtree(folder, ignore_errors=True)
     library = Library.open(folder, create=True, encoder=encoder)
     report = library.index(files + extra, label_from="parent")
-    for path in files:  # labels are source/label, as for the clip-level methods
-        pass
     return library, report.audio_s / report.elapsed_s
 
 

@@ -13,6 +13,17 @@ def _uniform(low: float, high: float, size: int, generator: torch.Generator) -> 
     return low + (high - low) * torch.rand(size, generator=generator)
 
 
+def _mix(audio: torch.Tensor, addition: torch.Tensor, snr_db: tuple[float, float], p: float,
+         generator: torch.Generator) -> torch.Tensor:
+    """Adds `addition` to each row of `audio` with probability p, scaled to an SNR drawn from `snr_db`."""
+    batch = audio.shape[0]
+    power = audio.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-8)
+    added_power = addition.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-12)
+    snr = 10 ** (_uniform(*snr_db, batch, generator)[:, None] / 10)
+    apply = (torch.rand(batch, 1, generator=generator) < p).float()
+    return audio + apply * addition * torch.sqrt(power / (added_power * snr))
+
+
 class ColouredNoise(nn.Module):
     """Adds white-to-brown noise (spectral slope 0..2) at an SNR drawn from `snr_db`, with probability p."""
 
@@ -26,11 +37,7 @@ class ColouredNoise(nn.Module):
         frequencies = torch.arange(spectrum.shape[1]).clamp(min=1).float()
         slope = _uniform(0.0, 2.0, batch, self.generator)[:, None]
         noise = torch.fft.irfft(spectrum / frequencies[None] ** (slope / 2), n=length)
-        signal_power = audio.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-8)
-        noise_power = noise.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-12)
-        snr = 10 ** (_uniform(*self.snr_db, batch, self.generator)[:, None] / 10)
-        apply = (torch.rand(batch, 1, generator=self.generator) < self.p).float()
-        return audio + apply * noise * torch.sqrt(signal_power / (noise_power * snr))
+        return _mix(audio, noise, self.snr_db, self.p, self.generator)
 
 
 class RandomEqualizer(nn.Module):
@@ -66,13 +73,7 @@ class BackgroundMix(nn.Module):
         self.generator, self.snr_db, self.p = generator, snr_db, p
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        batch = audio.shape[0]
-        other = audio.roll(1, dims=0)
-        power = audio.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-8)
-        other_power = other.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-8)
-        snr = 10 ** (_uniform(*self.snr_db, batch, self.generator)[:, None] / 10)
-        apply = (torch.rand(batch, 1, generator=self.generator) < self.p).float()
-        return audio + apply * other * torch.sqrt(power / (other_power * snr))
+        return _mix(audio, audio.roll(1, dims=0), self.snr_db, self.p, self.generator)
 
 
 class SpecAugment(nn.Module):

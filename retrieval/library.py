@@ -453,7 +453,8 @@ class Library:
                 labels[row["label"]] = labels.get(row["label"], 0) + 1
         build = self.store.latest_index_build()
         return LibraryStats(
-            library=str(self.root), recordings=len(indexed), windows=self.store.counts()["windows"],
+            library=str(self.root), recordings=len(indexed),
+            windows=self.store.counts()["encoders"].get(self.encoder_id, 0),
             hours=round(sum(row["duration_s"] or 0.0 for row in indexed) / 3600, 4), labels=labels,
             references=sum(1 for row in indexed if row["is_reference"]),
             failures=[{"path": row["path"], "error": row["error"]} for row in rows if row["status"] == "failed"],
