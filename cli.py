@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,13 @@ def handled() -> Iterator[None]:
         fail(str(error), 1)
     except KeyboardInterrupt:
         fail("interrupted; what was stored so far is kept", 130)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug or an environment problem: one line, the traceback only on request
+        if os.environ.get("SOUNDALIKE_DEBUG"):
+            raise
+        fail(f"unexpected {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+             "(set SOUNDALIKE_DEBUG=1 for the traceback)")
 
 
 def open_library(library: Path, db: Optional[str], create: bool = False, **settings):
