@@ -33,6 +33,7 @@ from benchmarks.corpus import degrade  # noqa: E402
 from retrieval import Library  # noqa: E402
 from retrieval.audio import load_audio  # noqa: E402
 from retrieval.evaluation import ranking_metrics  # noqa: E402
+from retrieval.search import place_on_recordings  # noqa: E402
 from tests.factories import write_audio  # noqa: E402
 
 RATE = 16000
@@ -175,7 +176,7 @@ def library_method(name: str, library: Library, library_files: list[Path], copie
     positive, negative = [], []
     for other in others:
         windows = library.store.window_vectors([rows[library_files[other].resolve()]], library.encoder_id)
-        placements = library._place(windows, ref_windows)
+        placements = place_on_recordings(windows, ref_windows, library.pipeline.hop_s)
         for reference, reference_id in zip(references, ref_ids):
             score = placements[reference_id].similarity
             (positive if label_of(library_files[other]) == label_of(library_files[reference]) else negative).append(score)

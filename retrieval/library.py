@@ -19,7 +19,7 @@ from .ingest import EmbeddedFile, Embedder, content_hash, embed_files
 from .pipeline import PipelineConfig
 from .results import Hit, IndexReport, LibraryStats, QueryResult, ReferenceMatch, ScoreResult
 from .scoring import match_threshold, to_distance, to_score
-from .search import best_placement, thin_windows
+from .search import place_on_recordings, thin_windows
 from .store import Recording, Store, StoredFile, WindowVectors, sqlite_url
 
 DB_FILE = "soundalike.db"
@@ -311,11 +311,11 @@ class Library:
                 old.with_suffix(".json").unlink(missing_ok=True)
 
     def train(self, epochs: int | None = None, supervised: bool = False, progress: Callable[[dict], None] | None = None,
-              reembed_progress: Progress | None = None) -> tuple["TrainingReport", IndexReport]:
+              reembed_progress: Progress | None = None, **settings) -> tuple["TrainingReport", IndexReport]:
         """Fine-tune the CNN on this library's recordings, store the checkpoint, switch to it and re-embed.
 
         Starts from the current encoder when it is a CNN, else from the shipped one. `supervised` also uses
-        the labels (recordings without one count as their own class).
+        the labels (recordings without one count as their own class). Other `settings` are TrainingConfig fields.
         """
         from .encoders.cnn import CNNEncoder
         from .training import TrainingConfig, train
@@ -324,7 +324,7 @@ class Library:
         if supervised and len({row["label"] for row in rows if row["label"]}) < 2:
             raise UsageError("--supervised needs labels: index with --label-from parent (two labels at least)")
         start = self.encoder if isinstance(self.encoder, CNNEncoder) else load_encoder("cnn")
-        config = TrainingConfig(supervised=supervised, **({"epochs": epochs} if epochs else {}))
+        config = TrainingConfig(supervised=supervised, **({"epochs": epochs} if epochs else {}), **settings)
         folder = Path(self.checkpoint_dir)
         folder.mkdir(parents=True, exist_ok=True)
         number = 1 + sum(1 for _ in folder.glob("cnn-trained-*.pt"))
@@ -370,7 +370,8 @@ class Library:
         if not len(found):
             return []
         candidates = np.unique(self.store.windows_by_id(list(found)).recording_ids)
-        placements = self._place(query, self.store.window_vectors(list(candidates), self.encoder_id))
+        windows = self.store.window_vectors(list(candidates), self.encoder_id)
+        placements = place_on_recordings(query, windows, self.pipeline.hop_s)
         ranked = sorted(placements.items(), key=lambda item: (-item[1].similarity, item[0]))[:k]
         rows_by_id = {row["id"]: row for row in self.store.recordings([rid for rid, _ in ranked])}
         hits = []
@@ -383,24 +384,13 @@ class Library:
                             score=to_score(distance, self.encoder.unrelated_distance)))
         return hits
 
-    def _place(self, query: WindowVectors, windows: WindowVectors) -> dict:
-        """Best placement of the query on each recording among `windows`."""
-        placements = {}
-        bounds = np.flatnonzero(np.diff(windows.recording_ids)) + 1
-        for span in np.split(np.arange(len(windows.recording_ids)), bounds):
-            if len(span):
-                placements[int(windows.recording_ids[span[0]])] = best_placement(
-                    query.vectors, query.start_s, query.end_s, windows.vectors[span], windows.start_s[span],
-                    windows.end_s[span], self.pipeline.hop_s)
-        return placements
-
     def _nearest_reference(self, query: WindowVectors, exclude: int | None = None) -> ReferenceMatch | None:
         references = self.store.reference_vectors(self.encoder_id)
         if exclude is not None:
             references = references.select(references.recording_ids != exclude)
         if not len(references.recording_ids):
             return None
-        placements = self._place(query, references)
+        placements = place_on_recordings(query, references, self.pipeline.hop_s)
         recording_id, placement = max(placements.items(), key=lambda item: (item[1].similarity, -item[0]))
         row = self.store.recordings([recording_id])[0]
         distance = to_distance(placement.similarity)
@@ -418,7 +408,7 @@ class Library:
         distances, same = [], []
         for position, first in enumerate(ids):
             own = references.select(references.recording_ids == first)
-            for second, placement in self._place(own, references).items():
+            for second, placement in place_on_recordings(own, references, self.pipeline.hop_s).items():
                 if second > first and second in labels:
                     distances.append(to_distance(placement.similarity))
                     same.append(labels[first] is not None and labels[first] == labels[second])

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from .store import WindowVectors
+
 MAX_QUERY_WINDOWS = 64  # longer queries are matched on this many evenly spaced windows
 
 
@@ -60,3 +62,15 @@ def best_placement(query_vectors: np.ndarray, query_start_s: np.ndarray, query_e
     start = float(start_s[0] + max(best + low, 0) * hop_s)
     length = float(query_end_s[-1] - query_start_s[0])
     return Placement(similarity=min(similarity, 1.0), start_s=start, end_s=min(start + length, float(end_s[-1])))
+
+
+def place_on_recordings(query: WindowVectors, windows: WindowVectors, hop_s: float) -> dict[int, Placement]:
+    """The best placement of the query on each recording among `windows` (ordered by recording, then time)."""
+    placements = {}
+    bounds = np.flatnonzero(np.diff(windows.recording_ids)) + 1
+    for span in np.split(np.arange(len(windows.recording_ids)), bounds):
+        if len(span):
+            placements[int(windows.recording_ids[span[0]])] = best_placement(
+                query.vectors, query.start_s, query.end_s, windows.vectors[span], windows.start_s[span],
+                windows.end_s[span], hop_s)
+    return placements
