@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench bench-scale clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest_query.py
+
+# 10,000 generated clips of mixed formats and lengths: 1 process against the worker processes (~30 min).
+bench-scale: install
+	$(BIN)/python benchmarks/ingest_scale.py --clips 10000
 
 clean:
 	rm -rf $(VENV) demo soundalike-library

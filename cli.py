@@ -20,6 +20,9 @@ DbOption = typer.Option(None, "--db", envvar="SOUNDALIKE_DB",
                         help="SQLAlchemy URL of the metadata database (default: SQLite inside the library).")
 JsonOption = typer.Option(False, "--json", help="Print JSON (one object per line) instead of a table.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+IndexFactoryOption = typer.Option(None, "--index-factory", help="FAISS index_factory string for the index, e.g. "
+                                  "HNSW32 or IVF4096,PQ64x4fs,RFlat (RFlat: exact re-rank); 'auto' (the default) "
+                                  "chooses by size. Stored with the library.")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -123,6 +126,9 @@ def index(
     hop: Optional[float] = typer.Option(None, "--hop", help="Window hop in seconds, a multiple of 0.01 [default: 0.5]."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: up to 2)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for a new library, or switch an existing one to it (re-embeds)."),
+    engine: str = typer.Option("local", "--engine", help="Where to decode and embed: 'local' (worker processes) or 'ray' (a Ray cluster)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join with --engine ray, e.g. 10.0.0.5:6379 (default: a local Ray)."),
+    index_factory: Optional[str] = IndexFactoryOption,
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
@@ -138,9 +144,11 @@ def index(
         pipeline = pipeline_from_options(window_s=window, hop_s=hop, bandpass_hz=parse_bandpass(bandpass),
                                          bandpass_order=bandpass_order, normalize=normalize, trim_silence=trim)
         lib = open_library(library, db, create=True, pipeline=pipeline, encoder=encoder)
+        if index_factory is not None:
+            lib.set_index_factory(index_factory)
         with progress_bar(quiet, "indexing") as progress:
             report = lib.index(paths, label_from=label_from, reference=reference, prune=prune, workers=workers,
-                               progress=progress)
+                               progress=progress, engine=engine, ray_address=ray_address)
         print_notices(lib)
         report_run(report, as_json, lib)
         if report.failed:
@@ -249,12 +257,15 @@ def rebuild(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
     reembed: bool = typer.Option(False, "--reembed", help="Decode and embed every file again first."),
+    index_factory: Optional[str] = IndexFactoryOption,
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Rebuild the FAISS index from the stored vectors (no audio is decoded unless --reembed)."""
     with handled():
         lib = open_library(library, db)
+        if index_factory is not None:
+            lib.set_index_factory(index_factory)
         with progress_bar(quiet, "re-embedding") as progress:
             report = lib.rebuild(reembed=reembed, progress=progress)
         report_run(report, as_json, lib)
@@ -294,7 +305,8 @@ def stats(library: Path = LibraryOption, db: Optional[str] = DbOption, as_json: 
         typer.echo(f"labels      {labels}")
         typer.echo(f"encoder     {result.encoder['name']} v{result.encoder['version']} ({result.encoder['dimension']}-d)")
         typer.echo(f"pipeline    {describe_pipeline(PipelineConfig.from_dict(result.pipeline))}")
-        index_line = f"{result.index['type']}, {result.index['vectors']} vectors, built {result.index['built_at']}" \
+        params = "".join(f", {key} {value}" for key, value in (result.index or {}).get("search_params", {}).items())
+        index_line = f"{result.index['type']}{params}, {result.index['vectors']} vectors, built {result.index['built_at']}" \
             if result.index else "not built"
         typer.echo(f"index       {index_line}")
         typer.echo(f"failures    {len(result.failures)}")
@@ -399,6 +411,119 @@ def encoders(
         for item in listed:
             mark = "*" if item["active"] else " "
             typer.echo(f"{mark} {item['name']:<20} v{item['version']:<16} {item['dimension']:>4}-d  {item['vectors']} vectors")
+
+
+@app.command()
+def serve(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload accepted, in MB."),
+) -> None:
+    """Serve the web page and the JSON API (/api, schema at /openapi.json) over one warm library.
+
+    Example: soundalike serve --library ~/soundalike-library   then open http://127.0.0.1:8000/
+    """
+    from retrieval.web import serve as run_server, web_available
+
+    if not web_available():
+        fail("soundalike serve needs the web extra: pip install 'soundalike[web]'")
+    with handled():
+        lib = open_library(library, db)
+
+        def started(url: str) -> None:
+            print_notices(lib)
+            typer.echo(f"serving {lib.root} at {url} (Ctrl-C to stop)", err=True)
+        run_server(lib, host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20), started=started)
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="First audio file."),
+    b: Path = typer.Argument(..., help="Second audio file."),
+    library: Optional[Path] = typer.Option(None, "--library", "-l", help="Use this library's pipeline and encoder "
+                                           "(default: the default ones; no library needed)."),
+    db: Optional[str] = DbOption,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw both spectrograms, the match outlined (PNG)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """How alike two files sound: distance, similarity, the 0-100 score of `query`, and where they match best.
+
+    Example: soundalike compare take1.m4a take2.m4a --plot comparison.png
+    """
+    from retrieval import compare as run_compare, plot_comparison
+
+    with handled():
+        lib = open_library(library, db) if library is not None else None
+        result = run_compare(a, b, library=lib)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict()))
+        else:
+            typer.echo(f"A  {result.path_a} ({result.duration_a_s:.1f} s), best match at {result.a_start_s:.1f}-{result.a_end_s:.1f} s")
+            typer.echo(f"B  {result.path_b} ({result.duration_b_s:.1f} s), best match at {result.b_start_s:.1f}-{result.b_end_s:.1f} s")
+            typer.echo(f"score {result.score:.1f}  distance {result.distance:.3f}  similarity {result.similarity:.3f}  "
+                       f"(encoder {result.encoder})")
+        if plot is not None:
+            plot_comparison(result, plot)
+            typer.echo(f"wrote {plot}", err=True)
+
+
+@app.command()
+def cluster(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    k: str = typer.Option("auto", "--k", help="Number of clusters, or 'auto' (best silhouette on a sample)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of k-means and of the silhouette sample."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Group the recordings with k-means and store the groups (re-running replaces them).
+
+    Each cluster with its size, most central recording and majority label; NMI/ARI against the labels.
+    Example: soundalike cluster --k auto
+    """
+    from retrieval.clustering import parse_k
+
+    with handled():
+        lib = open_library(library, db)
+        result = lib.cluster(parse_k(k), seed=seed)
+        print_notices(lib)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict()))
+            return
+        typer.echo(f"k = {result.k} ({result.criterion}), {result.recordings} recordings, encoder {result.encoder}")
+        typer.echo(f"{'cluster':>7} {'size':>6} {'purity':>6}  {'label':<16} medoid")
+        for item in result.clusters:
+            purity = f"{item.purity:.3f}" if item.purity is not None else "-"
+            typer.echo(f"{item.cluster:>7} {item.size:>6} {purity:>6}  {(item.majority_label or '-'):<16} {item.medoid_path}")
+        if result.nmi is None:
+            typer.echo("no labels: index with --label-from parent to measure agreement (NMI, ARI, purity)")
+        else:
+            typer.echo(f"NMI {result.nmi:.3f}  ARI {result.ari:.3f}  purity {result.purity:.3f} "
+                       f"over {result.labelled} labelled recordings")
+
+
+@app.command(name="map")
+def map_command(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    method: str = typer.Option("pca", "--method", help="Projection: pca, or umap (pip install 'soundalike[umap]')."),
+    out: Path = typer.Option(Path("map.png"), "--out", "-o", help="map.png (picture) or map.html (interactive page)."),
+    colour_by: str = typer.Option("auto", "--colour-by", help="cluster, label, or auto (cluster once clustered)."),
+) -> None:
+    """A 2-D map of the recordings, coloured by cluster or label, references as stars; coordinates are stored.
+
+    Example: soundalike map --out map.html
+    """
+    from retrieval.map_render import map_format, render_map
+
+    with handled():
+        map_format(out)
+        lib = open_library(library, db)
+        result = lib.map(method)
+        render_map(result, out, colour_by)
+        print_notices(lib)
+        typer.echo(f"map of {len(result.points)} recordings ({result.method}) written to {out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +99,16 @@ _worker: Embedder | None = None
 def _init_worker(pipeline: dict, encoder_name: str, checkpoint_dir: str | None) -> None:
     global _worker
     torch.set_num_threads(1)  # LIMITS.md: single-threaded worker processes beat intra-op threads
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _worker = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name, checkpoint_dir))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone: a killed `index` run must not leave workers behind
+    (seen: after SIGKILL, ProcessPoolExecutor's workers waited on their queue indefinitely)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _work(path: str, metadata: dict) -> EmbeddedFile:

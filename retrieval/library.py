@@ -5,31 +5,31 @@ import copy
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from index import EXACT, VectorIndex, build_index
-from .audio import iter_media_files, load_audio
+from index import VectorIndex, build, index_files, needs_rebuild
+from .audio import load_audio
 from .encoders import DEFAULT_ENCODER, Encoder, available_encoders, load_encoder
 from .errors import ConfigMismatchError, IndexFormatError, LibraryNotFoundError, SoundalikeError, UsageError
-from .ingest import EmbeddedFile, Embedder, content_hash, embed_files
+from .indexing import MIN_POOL_FILES, PlannedJobs, Writer, catch_up, choose_workers, plan
+from .ingest import EmbeddedFile, Embedder, embed_files
 from .pipeline import PipelineConfig
 from .results import Hit, IndexReport, LibraryStats, QueryResult, ReferenceMatch, ScoreResult
 from .scoring import match_threshold, to_distance, to_score
 from .search import place_on_recordings, thin_windows
-from .store import Recording, Store, StoredFile, WindowVectors, sqlite_url
+from .store import Recording, Store, WindowVectors, sqlite_url
+from . import clustering, projection
 
 DB_FILE = "soundalike.db"
 INDEX_DIR = "index"
 ENCODERS_DIR = "encoders"
 LABEL_SOURCES = ("none", "parent")
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
-# Worker processes take ~3 s to start (importing torch): smaller jobs are embedded in-process.
-MIN_POOL_FILES = 16
-MIN_POOL_BYTES = 20 << 20
+ENGINES = ("local", "ray")
 
 Progress = Callable[[EmbeddedFile | None, int], None]
 
@@ -46,6 +46,7 @@ class Library:
         self.encoder_id = store.ensure_encoder(encoder.config())
         self.notices: list[str] = []
         self._index: VectorIndex | None = None
+        self._index_build_id: int | None = None  # the build `_index` was loaded from or saved as
 
     # opening
 
@@ -89,112 +90,54 @@ class Library:
     # indexing
 
     def index(self, paths: Iterable[str | Path], label_from: str = "none", reference: bool = False,
-              prune: bool = False, workers: int | None = None, progress: Progress | None = None) -> IndexReport:
-        """Add new and changed files under `paths` (files or folders); unchanged files cost one stat each."""
+              prune: bool = False, workers: int | None = None, progress: Progress | None = None,
+              engine: str = "local", ray_address: str | None = None) -> IndexReport:
+        """Add new and changed files under `paths` (files or folders); unchanged files cost one stat each.
+
+        Files are planned, embedded and saved in bounded batches (retrieval/indexing.py), so a killed run
+        keeps what it saved and a rerun goes on from there. `engine="ray"` embeds on a Ray cluster
+        (`ray_address`, else a local Ray) and builds the index from the stored vectors at the end.
+        """
         if label_from not in LABEL_SOURCES:
             raise UsageError(f"unknown --label-from {label_from!r}; choose one of {', '.join(LABEL_SOURCES)}")
+        if engine not in ENGINES:
+            raise UsageError(f"unknown --engine {engine!r}; choose one of {', '.join(ENGINES)}")
         report = IndexReport()
         started = time.perf_counter()
-        index = self.vector_index()
-        jobs, tags = self._plan(paths, label_from, reference, report)
-        if progress:
-            progress(None, len(jobs))
-        if workers is None and len(jobs) < MIN_POOL_FILES and sum(m["size_bytes"] for _, m in jobs) < MIN_POOL_BYTES:
-            workers = 1
-        for result in embed_files(jobs, self.embedder, self.checkpoint_dir, workers):
-            if result.error:
-                index.remove(self.store.save_failure(result.metadata, result.error))
-                report.failed.append((result.path, result.error))
-            else:
-                _, window_ids, replaced = self.store.save_recording(
-                    result.metadata, self.encoder_id, result.start_s, result.end_s, result.vectors)
-                index.remove(replaced)
-                index.add(window_ids, result.vectors)
-                report.added += 1
-                report.audio_s += result.duration_s
-            if progress:
-                progress(result, len(jobs))
-        for (label, is_reference), ids in tags.items():
-            self.store.set_tags(ids, label=label, is_reference=is_reference or None)
+        index = self.vector_index(writable=True) if engine == "local" else None
+        jobs = PlannedJobs(plan(self.store, index, paths, label_from, reference, report), progress)
+        if engine == "ray":
+            from .distributed import embed_on_ray
+            results = embed_on_ray(jobs, self.embedder, self.checkpoint_dir, ray_address)
+        else:
+            planned, workers = choose_workers(jobs, workers)
+            results = embed_files(planned, self.embedder, self.checkpoint_dir, workers)
+        writer = Writer(self.store, self.encoder_id, index, report,
+                        checkpoint=None if index is None else lambda: self._save_index(index))
+        try:
+            for result in results:
+                writer.add(result)
+                if progress:
+                    progress(result, jobs.count)
+        except KeyboardInterrupt:  # keep what was embedded before the interruption
+            writer.flush()
+            if index is not None:
+                self._save_index(index)
+            raise
+        writer.flush()
         if prune:
             report.pruned = self._prune(index)
+        if index is None or self._outgrown(index):
+            index = self._index = self._build()
         self._save_index(index)
         report.elapsed_s = time.perf_counter() - started
         return report
 
-    def _plan(self, paths: Iterable[str | Path], label_from: str, reference: bool,
-              report: IndexReport) -> tuple[list[tuple[str, dict]], dict]:
-        """Sort files into unchanged, moved or copied (no decoding), and jobs to embed."""
-        media = []
-        for root in paths:
-            found = len(media)
-            try:
-                for path, is_media in iter_media_files([root]):
-                    if is_media:
-                        media.append(str(path))
-                    else:
-                        report.skipped += 1
-            except SoundalikeError as error:
-                report.failed.append((str(root), error.reason))
-                continue
-            if len(media) == found:
-                report.failed.append((str(root), "no audio or video files found"))
-        known = self.store.files_by_path(media)
-        jobs, tags, to_hash = [], {}, []
-        for path in media:
-            label = Path(path).parent.name if label_from == "parent" else None
-            try:
-                stat = os.stat(path)
-            except OSError as error:
-                report.failed.append((path, f"cannot read ({error.strerror})"))
-                continue
-            metadata = {"path": path, "size_bytes": stat.st_size, "mtime": stat.st_mtime}
-            if label is not None:
-                metadata["label"] = label
-            if reference:
-                metadata["is_reference"] = True
-            stored = known.get(path)
-            if stored and stored.size_bytes == stat.st_size and stored.mtime == stat.st_mtime:
-                if stored.status == "failed":
-                    report.failed.append((path, f"unchanged since it failed: {self._error_of(stored)}"))
-                else:
-                    report.unchanged += 1
-                    tags.setdefault((label, reference), []).append(stored.recording_id)
-                continue
-            to_hash.append(metadata)
-        by_hash = {}
-        for metadata in to_hash:
-            try:
-                metadata["content_hash"] = content_hash(metadata["path"])
-            except OSError as error:
-                report.failed.append((metadata["path"], f"cannot read ({error.strerror})"))
-                self.vector_index().remove(self.store.save_failure(metadata, f"cannot read ({error.strerror})"))
-                continue
-            by_hash[metadata["path"]] = metadata
-        same_content = self.store.files_by_hash([m["content_hash"] for m in by_hash.values()])
-        for path, metadata in by_hash.items():
-            twin = same_content.get(metadata["content_hash"])
-            if twin is not None and twin.path != path and path in known:  # this path held other content before
-                self.vector_index().remove(self.store.remove_recordings([known[path].recording_id]))
-            if twin is not None and twin.path != path and not os.path.exists(twin.path):
-                self.store.move_recording(twin.recording_id, metadata)
-                same_content.pop(metadata["content_hash"])
-                report.moved += 1
-            elif twin is not None and twin.path != path:
-                _, window_ids, replaced = self.store.copy_recording(twin.recording_id, metadata)
-                self.vector_index().remove(replaced)
-                self.vector_index().add(window_ids, self.store.windows_by_id(list(window_ids)).vectors)
-                report.copied += 1
-            else:
-                jobs.append((path, metadata))
-        return jobs, tags
-
-    def _error_of(self, stored: StoredFile) -> str:
-        return (self.store.recordings([stored.recording_id]) or [{}])[0].get("error") or "unknown error"
-
-    def _prune(self, index: VectorIndex) -> int:
+    def _prune(self, index: VectorIndex | None) -> int:
         gone = [recording_id for recording_id, path in self.store.all_paths() if not os.path.exists(path)]
-        index.remove(self.store.remove_recordings(gone))
+        removed = self.store.remove_recordings(gone)
+        if index is not None:
+            index.remove(removed)
         return len(gone)
 
     def remove(self, paths: Iterable[str | Path]) -> int:
@@ -202,36 +145,67 @@ class Library:
         wanted = [str(Path(path).expanduser().resolve()) for path in paths]
         doomed = [recording_id for recording_id, path in self.store.all_paths()
                   if any(path == prefix or path.startswith(prefix.rstrip(os.sep) + os.sep) for prefix in wanted)]
-        index = self.vector_index()
+        index = self.vector_index(writable=True)
         index.remove(self.store.remove_recordings(doomed))
         self._save_index(index)
         return len(doomed)
 
     # the index
 
-    def vector_index(self) -> VectorIndex:
-        """The FAISS index of the stored vectors, rebuilt from them when its file is missing or stale."""
-        if self._index is not None:
-            return self._index
+    def vector_index(self, writable: bool = False) -> VectorIndex:
+        """The FAISS index of the stored vectors, rebuilt from them when its file is missing or unusable.
+
+        Readers get the newest recorded build memory-mapped (only the lists a query probes are read) and
+        check on every call, with one indexed query, that no newer build was recorded since: a server keeps
+        answering while `soundalike index` runs in another process, and switches to its index once that
+        is saved. Files are written before their build is recorded, so a reader never sees a half-written
+        one. A writer (`writable`) gets the index read into memory, and keeps its own until it saves.
+        """
+        current = self._index
+        if current is not None and writable and not current.read_only:
+            return current
         build = self.store.latest_index_build()
-        expected = self.store.counts()["encoders"].get(self.encoder_id, 0)
+        if current is not None and not writable and (build is None or build["id"] == self._index_build_id):
+            return current
         reason = "no index built yet"
-        if build is not None:
-            try:
-                index, header = VectorIndex.load(self.root / INDEX_DIR / build["file_name"])
-                if header.get("file_name") != build["file_name"] or header.get("encoder") != self.encoder.config():
-                    reason = "index file belongs to another build"
-                elif index.count != expected:
-                    reason = f"index holds {index.count} vectors, the database {expected}"
-                else:
-                    self._index = index
-                    return index
-            except IndexFormatError as error:
-                reason = str(error)
-        if build is not None or expected:
+        for _ in range(2):  # a build recorded while loading deletes the files of the one being loaded: retry
+            if build is None:
+                break
+            loaded, reason = self._load_build(build, writable)
+            if loaded is not None:
+                self._index, self._index_build_id = loaded, build["id"]
+                return loaded
+            newer = self.store.latest_index_build()
+            if newer is None or newer["id"] == build["id"]:
+                break
+            build = newer
+        if build is not None or self.store.counts()["encoders"].get(self.encoder_id, 0):
             self.notices.append(f"rebuilt the index from stored vectors: {reason}")
-        self._index = self._build()
+        self._index, self._index_build_id = self._build(), None if build is None else build["id"]
         return self._index
+
+    def _load_build(self, build: dict, writable: bool) -> tuple[VectorIndex | None, str]:
+        """The index of a recorded build, level with the stored vectors; or None and why not."""
+        path = self.root / INDEX_DIR / build["file_name"]
+        try:
+            index, header = VectorIndex.load(path, mmap=not writable)
+            if header.get("file_name") != build["file_name"] or header.get("encoder") != self.encoder.config():
+                return None, "index file belongs to another build"
+            expected = self.store.counts()["encoders"].get(self.encoder_id, 0)
+            if index.count != expected:  # a killed or running `index`: catch up in memory (a mapped index is read-only)
+                index = index if not index.read_only else VectorIndex.load(path)[0]
+                if not self._caught_up(index):
+                    return None, f"index holds {index.count} vectors, the database {expected}"
+            return index, ""
+        except IndexFormatError as error:
+            return None, str(error)
+
+    def _caught_up(self, index: VectorIndex) -> bool:
+        """Whether an index left behind by a killed `index` run was brought level with the stored vectors."""
+        changed = catch_up(self.store, self.encoder_id, index)
+        if changed is not None:
+            self.notices.append(f"updated the index from stored vectors: {changed[0]} added, {changed[1]} removed")
+        return changed is not None
 
     def rebuild(self, reembed: bool = False, progress: Progress | None = None) -> IndexReport:
         """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first."""
@@ -293,22 +267,62 @@ class Library:
         return report
 
     def _build(self) -> VectorIndex:
-        return build_index(self.encoder.dimension, self.store.iter_vectors(self.encoder_id), EXACT)
+        """An index of the stored vectors: the size policy's type (index/policy.py) or the library's factory."""
+        count = self.store.counts()["encoders"].get(self.encoder_id, 0)
+        factory = self.store.get_setting("index_factory")
+        try:
+            return build(self.encoder.dimension, self.store.iter_vectors(self.encoder_id), count,
+                         self.root / INDEX_DIR, factory=factory)
+        except IndexFormatError as error:
+            if factory is None:
+                raise
+            self.notices.append(f"{error.reason}; built the size policy's index until then")
+            index = build(self.encoder.dimension, self.store.iter_vectors(self.encoder_id), count, self.root / INDEX_DIR)
+            index.build_info["fallback_from"] = factory  # tried again once the library has doubled
+            return index
+
+    def _outgrown(self, index: VectorIndex) -> bool:
+        """Whether the index type no longer suits the library: another `--index-factory`, or its size moved
+        REBUILD_MARGIN past a policy threshold (index/policy.py). Adds within a tier go into the trained index."""
+        wanted = self.store.get_setting("index_factory")
+        if wanted:
+            info = index.build_info
+            waiting = info.get("fallback_from") == wanted and index.count < 2 * info.get("built_for", 0)
+            changed = index.factory != wanted and not waiting
+        else:
+            changed = needs_rebuild(index.factory, index.count, self.encoder.dimension)
+        if changed:
+            self.notices.append(f"rebuilt the index for {index.count} vectors (was {index.factory})")
+        return changed
+
+    def set_index_factory(self, factory: str | None) -> None:
+        """Build this library's index with FAISS index_factory string `factory` from the next build on
+        (e.g. "HNSW32", "IVF4096,PQ64x4fs,RFlat"); None or "auto" returns to the size policy."""
+        factory = None if factory in (None, "", "auto") else factory.strip()
+        if factory is not None:
+            try:
+                VectorIndex(self.encoder.dimension, factory)
+            except IndexFormatError as error:
+                raise UsageError(f"--index-factory: {error.reason}") from None
+        self.store.set_setting("index_factory", factory)
 
     def _save_index(self, index: VectorIndex) -> None:
         """Write the index under a fresh name, then record the build; files of older builds are removed after.
 
-        Readers find the file through the newest build row, so they never see a half-written index.
+        Readers find the file through the newest build row, so they never see a half-written index; one that
+        still maps an older build's files keeps them until it lets go (POSIX unlink).
         """
         folder = self.root / INDEX_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        file_name = f"index-{uuid.uuid4().hex[:16]}.faiss"
+        stem = f"index-{uuid.uuid4().hex[:16]}"
+        file_name = f"{stem}.faiss"
         index.save(folder / file_name, {"file_name": file_name, "encoder": self.encoder.config()})
-        self.store.add_index_build(self.encoder_id, index.factory, index.count, file_name, index.search_params)
-        for old in folder.glob("index-*.faiss"):
-            if old.name != file_name:
+        self._index_build_id = self.store.add_index_build(self.encoder_id, index.factory, index.count, file_name,
+                                                          dict(index.search_params, build=index.build_info))
+        keep = {path.name for path in index_files(folder / file_name)}
+        for old in folder.glob("index-*"):
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
-                old.with_suffix(".json").unlink(missing_ok=True)
 
     def train(self, epochs: int | None = None, supervised: bool = False, progress: Callable[[dict], None] | None = None,
               reembed_progress: Progress | None = None, **settings) -> tuple["TrainingReport", IndexReport]:
@@ -360,6 +374,21 @@ class Library:
         hits = self.search(query, k)
         return QueryResult(query=str(Path(path).resolve()), duration_s=round(duration_s, 3), results=hits,
                            reference=self._nearest_reference(query))
+
+    def neighbours(self, recording_id: int, k: int = 10) -> QueryResult:
+        """The k recordings most similar to a stored one (itself left out), from its stored vectors: nothing decoded."""
+        if k < 1:
+            raise UsageError(f"-k must be at least 1, not {k}")
+        rows = self.store.recordings([recording_id])
+        if not rows:
+            raise UsageError(f"no recording with id {recording_id}")
+        windows = self.store.window_vectors([recording_id], self.encoder_id)
+        if not len(windows.recording_ids):
+            return QueryResult(query=rows[0]["path"], duration_s=rows[0]["duration_s"] or 0.0, results=[], reference=None)
+        others = [hit for hit in self.search(windows, k + 1) if hit.recording_id != recording_id][:k]
+        return QueryResult(query=rows[0]["path"], duration_s=round(rows[0]["duration_s"] or 0.0, 3),
+                           results=[replace(hit, rank=rank) for rank, hit in enumerate(others, start=1)],
+                           reference=self._nearest_reference(windows, exclude=recording_id))
 
     def search(self, query: WindowVectors, k: int) -> list[Hit]:
         """The k recordings whose best time-aligned placement matches the query windows best."""
@@ -432,6 +461,28 @@ class Library:
                                            recording_id=None, label=None, reference=self._nearest_reference(query)))
         return sorted(results, key=lambda item: item.reference.distance if item.reference else np.inf)
 
+    # exploring: clusters and a map (retrieval/clustering.py, retrieval/projection.py)
+
+    def cluster(self, k: int | None = None, seed: int = 0) -> clustering.Clustering:
+        """Group the recordings with spherical k-means (k=None: chosen by silhouette); stores the assignment."""
+        return clustering.cluster_recordings(self.store, self.encoder_id, self.encoder.name, k, seed)
+
+    def cluster_assignments(self) -> dict[int, int]:
+        """recording id -> cluster, from the stored latest clustering."""
+        return self.store.cluster_assignments()
+
+    def stored_clustering(self) -> clustering.Clustering | None:
+        """The latest clustering's summary as computed, without recomputing it (None if never clustered)."""
+        return clustering.stored_clustering(self.store)
+
+    def map(self, method: str = "pca", seed: int = 0) -> projection.LibraryMap:
+        """Project the recordings to 2-D ('pca' or 'umap'), store the coordinates and return the map."""
+        return projection.map_recordings(self.store, self.encoder_id, method, seed)
+
+    def stored_map(self, method: str | None = None) -> projection.LibraryMap | None:
+        """The stored map of `method` (default: the latest computed), with current labels and clusters."""
+        return projection.stored_map(self.store, method)
+
     # what the library holds
 
     def stats(self) -> LibraryStats:
@@ -450,7 +501,10 @@ class Library:
             failures=[{"path": row["path"], "error": row["error"]} for row in rows if row["status"] == "failed"],
             encoder=self.encoder.config(), pipeline=self.pipeline.to_dict(),
             index=None if build is None else {"type": build["index_type"], "vectors": build["vector_count"],
-                                               "built_at": build["created_at"].isoformat(timespec="seconds")})
+                                               "built_at": build["created_at"].isoformat(timespec="seconds"),
+                                               "search_params": {key: value for key, value in build["params"].items()
+                                                                 if key != "build"},
+                                               "factory_setting": self.store.get_setting("index_factory") or "auto"})
 
 
 def describe_pipeline(pipeline: PipelineConfig) -> str:

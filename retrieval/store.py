@@ -21,10 +21,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from .errors import SoundalikeError
 
 #: The Alembic revision this code writes; `Store.open` upgrades any older database to it.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 #: SQLite integer keys must be plain INTEGER to alias the rowid (auto-increment); PostgreSQL gets BIGINT.
 Key = BigInteger().with_variant(Integer(), "sqlite")
 LOOKUP_BATCH = 500  # ids per IN (...) clause, well under every backend's parameter limit
+#: Columns a new recording's metadata may leave out (bulk inserts need the same keys in every row).
+_NEW_RECORDING = {"content_hash": None, "duration_s": None, "sample_rate": None, "channels": None, "codec": None,
+                  "label": None, "is_reference": False, "error": None}
 
 
 def utcnow() -> datetime:
@@ -102,6 +105,25 @@ class IndexBuild(Base):
     file_name: Mapped[str] = mapped_column(String(256))
     params: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ClusterAssignment(Base):
+    """The cluster of a recording in the library's latest clustering (its metadata: the `clustering` setting)."""
+
+    __tablename__ = "cluster_assignments"
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
+    cluster: Mapped[int] = mapped_column(Integer, index=True)
+    distance: Mapped[float] = mapped_column(Float)  # cosine distance to its cluster's centre
+
+
+class MapCoordinate(Base):
+    """A recording's 2-D position in a map of the library, one row per projection method."""
+
+    __tablename__ = "map_points"
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
 
 
 @dataclass(frozen=True)
@@ -254,6 +276,61 @@ class Store:
             recording_id = self._upsert_recording(conn, dict(metadata, status="failed", error=error, updated_at=now), now)
             return self._delete_windows(conn, recording_id)
 
+    def save_recordings(self, indexed: list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]],
+                        failed: list[tuple[dict, str]], encoder_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Insert or replace many recordings with their windows, and record failures, in one transaction.
+
+        `indexed` holds (metadata, start_s, end_s, vectors) per file, `failed` (metadata, reason); a path
+        given twice keeps its last entry. Returns (new window ids in the order of `indexed`'s windows,
+        ids of the windows they replaced). New recordings and all windows go in as bulk inserts.
+        """
+        now = utcnow()
+        last = {}  # path -> position of its last entry, so that one path never becomes two rows
+        for position, (metadata, *_) in enumerate(indexed):
+            last[metadata["path"]] = position
+        indexed = [entry for position, entry in enumerate(indexed) if last[entry[0]["path"]] == position]
+        failed = [entry for entry in {metadata["path"]: (metadata, reason) for metadata, reason in failed}.values()
+                  if entry[0]["path"] not in last]
+        rows = [dict(metadata, status="indexed", error=None, updated_at=now) for metadata, *_ in indexed]
+        rows += [dict(metadata, status="failed", error=reason, updated_at=now) for metadata, reason in failed]
+        with self.engine.begin() as conn:
+            recording_ids = self._upsert_recordings(conn, rows, now)
+            replaced = self._delete_windows_of(conn, recording_ids)
+            window_rows = [{"recording_id": recording_id, "encoder_id": encoder_id, "start_s": float(start),
+                            "end_s": float(end), "vector": vector.tobytes()}
+                           for recording_id, (_, start_s, end_s, vectors) in zip(recording_ids, indexed)
+                           for start, end, vector in zip(start_s, end_s, np.ascontiguousarray(vectors, dtype=np.float32))]
+            new = np.zeros(0, dtype=np.int64)
+            if window_rows:
+                result = conn.execute(insert(Window).returning(Window.id, sort_by_parameter_order=True), window_rows)
+                new = np.fromiter((row[0] for row in result), dtype=np.int64, count=len(window_rows))
+        return new, replaced
+
+    @staticmethod
+    def _upsert_recordings(conn: Connection, rows: list[dict], now: datetime) -> list[int]:
+        """Ids of the recordings for `rows`, in order: one bulk insert for new paths, an update per known one."""
+        existing = {}
+        for batch in _batches([row["path"] for row in rows]):
+            existing.update(conn.execute(select(Recording.path, Recording.id).where(Recording.path.in_(batch))).all())
+        for row in rows:  # files that changed since they were indexed: few, and each may set other columns
+            if row["path"] in existing:
+                conn.execute(update(Recording).where(Recording.id == existing[row["path"]]).values(**row))
+        new = [dict(_NEW_RECORDING, created_at=now, **row) for row in rows if row["path"] not in existing]
+        if new:  # a bulk insert needs the same keys in every row
+            result = conn.execute(insert(Recording).returning(Recording.path, Recording.id, sort_by_parameter_order=True), new)
+            existing.update(result.all())
+        return [existing[row["path"]] for row in rows]
+
+    @staticmethod
+    def _delete_windows_of(conn: Connection, recording_ids: list[int]) -> np.ndarray:
+        old = []
+        for batch in _batches(recording_ids):
+            old.extend(conn.execute(select(Window.id).where(Window.recording_id.in_(batch))).scalars())
+        if old:
+            for batch in _batches(recording_ids):
+                conn.execute(delete(Window).where(Window.recording_id.in_(batch)))
+        return np.array(old, dtype=np.int64)
+
     @staticmethod
     def _delete_windows(conn: Connection, recording_id: int) -> np.ndarray:
         old = np.array(conn.execute(select(Window.id).where(Window.recording_id == recording_id)).scalars().all(),
@@ -319,6 +396,11 @@ class Store:
                 rows.extend(dict(row) for row in conn.execute(select(Recording).where(Recording.id.in_(batch))).mappings())
             return rows
 
+    def recording_labels(self) -> dict[int, str | None]:
+        """recording id -> label of every recording."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(Recording.id, Recording.label)).all())
+
     def all_paths(self) -> list[tuple[int, str]]:
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(select(Recording.id, Recording.path))]
@@ -366,6 +448,70 @@ class Store:
             last = rows[-1][0]
             ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
             yield ids, np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+
+    def window_ids(self, encoder_id: int, batch_size: int = 1 << 20) -> np.ndarray:
+        """(n,) int64 ids of every stored window of one encoder, ascending: 8 bytes per window, no vectors."""
+        parts, last = [], -1
+        while True:
+            with self.engine.connect() as conn:
+                ids = conn.execute(select(Window.id).where(Window.id > last, Window.encoder_id == encoder_id)
+                                   .order_by(Window.id).limit(batch_size)).scalars().all()
+            if not ids:
+                return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            parts.append(np.array(ids, dtype=np.int64))
+            last = ids[-1]
+
+    def iter_recording_windows(self, encoder_id: int, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored window vector of one encoder with its recording id, (ids, vectors), in window id order."""
+        last = -1
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(Window.id, Window.recording_id, Window.vector)
+                                    .where(Window.id > last, Window.encoder_id == encoder_id)
+                                    .order_by(Window.id).limit(batch_size)).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+
+    # clusters and map
+
+    def replace_clusters(self, recording_ids: np.ndarray, clusters: np.ndarray, distances: np.ndarray,
+                         metadata: dict) -> None:
+        """Replace the stored clustering: every assignment row, and its metadata (the `clustering` setting)."""
+        rows = [{"recording_id": int(rid), "cluster": int(cluster), "distance": float(distance)}
+                for rid, cluster, distance in zip(recording_ids, clusters, distances)]
+        with self.engine.begin() as conn:
+            conn.execute(delete(ClusterAssignment))
+            for batch in _batches(rows, 10000):
+                conn.execute(insert(ClusterAssignment), batch)
+            conn.execute(delete(Setting).where(Setting.key == "clustering"))
+            conn.execute(insert(Setting).values(key="clustering", value=json.dumps(metadata, sort_keys=True)))
+
+    def cluster_assignments(self) -> dict[int, int]:
+        """recording id -> cluster, from the latest clustering."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(ClusterAssignment.recording_id, ClusterAssignment.cluster)).all())
+
+    def replace_map(self, method: str, recording_ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """Replace the stored coordinates of one projection method."""
+        rows = [{"recording_id": int(rid), "method": method, "x": float(px), "y": float(py)}
+                for rid, px, py in zip(recording_ids, x, y)]
+        with self.engine.begin() as conn:
+            conn.execute(delete(MapCoordinate).where(MapCoordinate.method == method))
+            for batch in _batches(rows, 10000):
+                conn.execute(insert(MapCoordinate), batch)
+
+    def map_points(self, method: str) -> list[tuple]:
+        """(recording id, path, label, is_reference, cluster or None, x, y) of one method's map, by recording id."""
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(
+                select(MapCoordinate.recording_id, Recording.path, Recording.label, Recording.is_reference,
+                       ClusterAssignment.cluster, MapCoordinate.x, MapCoordinate.y)
+                .join(Recording, Recording.id == MapCoordinate.recording_id)
+                .outerjoin(ClusterAssignment, ClusterAssignment.recording_id == MapCoordinate.recording_id)
+                .where(MapCoordinate.method == method).order_by(MapCoordinate.recording_id))]
 
     def recordings_not_embedded_by(self, encoder_id: int) -> list[dict]:
         """Indexed recordings with windows from another encoder: what switching encoders must re-embed."""
