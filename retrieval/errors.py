@@ -31,3 +31,7 @@ class IndexFormatError(SoundalikeError):
 
 class UsageError(SoundalikeError):
     """A bad option value or argument (the CLI exits with 2)."""
+
+
+class MissingExtraError(SoundalikeError):
+    """An optional dependency that a feature needs is not installed; the message names the extra."""

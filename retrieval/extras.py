@@ -4,14 +4,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import SoundalikeError
+from .errors import MissingExtraError
 
 #: importable module -> (pip extra, what needs it)
 EXTRAS = {"matplotlib": ("plot", "pictures (PNG)"), "umap": ("umap", "UMAP maps")}
-
-
-class MissingExtraError(SoundalikeError):
-    """An optional dependency that a feature needs is not installed; the message names the extra."""
 
 
 def require(module: str, extra: str) -> ModuleType:

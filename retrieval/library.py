@@ -20,7 +20,7 @@ from .ingest import EmbeddedFile, Embedder, embed_files
 from .pipeline import PipelineConfig
 from .results import Hit, IndexReport, LibraryStats, QueryResult, ReferenceMatch, ScoreResult
 from .scoring import match_threshold, to_distance, to_score
-from .search import place_on_recordings, thin_windows
+from .search import candidate_spans, place_on_recordings, thin_windows
 from .store import Recording, Store, WindowVectors, sqlite_url
 from . import clustering, projection
 
@@ -29,6 +29,7 @@ INDEX_DIR = "index"
 ENCODERS_DIR = "encoders"
 LABEL_SOURCES = ("none", "parent")
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
+CANDIDATE_RECORDINGS = 100  # recordings placed in full per query (at least 4k)
 ENGINES = ("local", "ray")
 
 Progress = Callable[[EmbeddedFile | None, int], None]
@@ -47,6 +48,7 @@ class Library:
         self.notices: list[str] = []
         self._index: VectorIndex | None = None
         self._index_build_id: int | None = None  # the build `_index` was loaded from or saved as
+        self._references: tuple[tuple, WindowVectors, float] | None = None  # (version, windows, threshold)
 
     # opening
 
@@ -391,15 +393,24 @@ class Library:
                            reference=self._nearest_reference(windows, exclude=recording_id))
 
     def search(self, query: WindowVectors, k: int) -> list[Hit]:
-        """The k recordings whose best time-aligned placement matches the query windows best."""
+        """The k recordings whose best time-aligned placement matches the query windows best.
+
+        Two stages: the index finds each query window's nearest stored windows; the recordings they belong
+        to are ranked by a vote (per query window, its best neighbour in the recording), and the first
+        `max(CANDIDATE_RECORDINGS, 4k)` are placed (search.py) on their windows around the neighbours.
+        """
         index = self.vector_index()
         rows = thin_windows(len(query.vectors))
-        _, window_ids = index.search(query.vectors[rows], CANDIDATE_WINDOWS + k)
-        found = np.unique(window_ids[window_ids >= 0])
-        if not len(found):
+        similarities, window_ids = index.search(query.vectors[rows], CANDIDATE_WINDOWS + k)
+        known, recording_ids, start_s = self.store.window_positions(window_ids[window_ids >= 0])
+        if not len(known):
             return []
-        candidates = np.unique(self.store.windows_by_id(list(found)).recording_ids)
-        windows = self.store.window_vectors(list(candidates), self.encoder_id)
+        found = np.isin(window_ids, known)
+        where = np.searchsorted(known, window_ids[found])
+        candidates, low_s, high_s = candidate_spans(np.nonzero(found)[0], similarities[found], recording_ids[where],
+                                                    start_s[where], max(CANDIDATE_RECORDINGS, 4 * k))
+        reach = float(query.end_s[-1] - query.start_s[0]) + self.pipeline.hop_s  # a whole query either side
+        windows = self.store.windows_in_spans(candidates, low_s - reach, high_s + reach, self.encoder_id)
         placements = place_on_recordings(query, windows, self.pipeline.hop_s)
         ranked = sorted(placements.items(), key=lambda item: (-item[1].similarity, item[0]))[:k]
         rows_by_id = {row["id"]: row for row in self.store.recordings([rid for rid, _ in ranked])}
@@ -413,8 +424,16 @@ class Library:
                             score=to_score(distance, self.encoder.unrelated_distance)))
         return hits
 
+    def references(self) -> tuple[WindowVectors, float]:
+        """The reference recordings' windows and their calibrated match threshold, cached until either changes."""
+        version = (self.encoder_id, *self.store.references_version())
+        if self._references is None or self._references[0] != version:
+            windows = self.store.reference_vectors(self.encoder_id)
+            self._references = (version, windows, self.reference_threshold(windows))
+        return self._references[1], self._references[2]
+
     def _nearest_reference(self, query: WindowVectors, exclude: int | None = None) -> ReferenceMatch | None:
-        references = self.store.reference_vectors(self.encoder_id)
+        references, threshold = self.references()
         if exclude is not None:
             references = references.select(references.recording_ids != exclude)
         if not len(references.recording_ids):
@@ -423,7 +442,6 @@ class Library:
         recording_id, placement = max(placements.items(), key=lambda item: (item[1].similarity, -item[0]))
         row = self.store.recordings([recording_id])[0]
         distance = to_distance(placement.similarity)
-        threshold = self.reference_threshold(references)
         return ReferenceMatch(path=row["path"], recording_id=recording_id, label=row["label"],
                               distance=round(distance, 6), score=to_score(distance, self.encoder.unrelated_distance),
                               match=bool(distance <= threshold), start_s=round(placement.start_s, 3),

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
-                        UniqueConstraint, create_engine, delete, event, func, insert, select, text, update)
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint, and_, bindparam, create_engine, delete, event, func, insert, or_, select, text,
+                        update)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -21,10 +24,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from .errors import SoundalikeError
 
 #: The Alembic revision this code writes; `Store.open` upgrades any older database to it.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 #: SQLite integer keys must be plain INTEGER to alias the rowid (auto-increment); PostgreSQL gets BIGINT.
 Key = BigInteger().with_variant(Integer(), "sqlite")
 LOOKUP_BATCH = 500  # ids per IN (...) clause, well under every backend's parameter limit
+SPANS_PER_QUERY = 100  # (recording, from, to) spans per statement: 300 parameters
 #: Columns a new recording's metadata may leave out (bulk inserts need the same keys in every row).
 _NEW_RECORDING = {"content_hash": None, "duration_s": None, "sample_rate": None, "channels": None, "codec": None,
                   "label": None, "is_reference": False, "error": None}
@@ -85,9 +89,10 @@ class Window(Base):
     """One analysis window of a recording and its vector; its id is the vector's id in the FAISS index."""
 
     __tablename__ = "windows"
-    __table_args__ = {"sqlite_autoincrement": True}  # a window id is a FAISS id: never reused
+    __table_args__ = (Index("ix_windows_recording_id_start_s", "recording_id", "start_s"),
+                      {"sqlite_autoincrement": True})  # a window id is a FAISS id: never reused
     id: Mapped[int] = mapped_column(Key, primary_key=True)
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
     encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"), index=True)
     start_s: Mapped[float] = mapped_column(Float)
     end_s: Mapped[float] = mapped_column(Float)
@@ -414,40 +419,76 @@ class Store:
     def windows_by_id(self, window_ids: list[int]) -> WindowVectors:
         return self._window_vectors(Window.id, window_ids)
 
+    def window_positions(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(window ids ascending, their recording ids, their start_s) of the stored windows among `window_ids`."""
+        rows = []
+        with self.engine.connect() as conn:
+            for batch in _batches([int(key) for key in np.unique(window_ids)]):
+                rows.extend(conn.execute(select(Window.id, Window.recording_id, Window.start_s)
+                                         .where(Window.id.in_(batch))).all())
+        rows.sort()
+        return (np.array([row[0] for row in rows], dtype=np.int64), np.array([row[1] for row in rows], dtype=np.int64),
+                np.array([row[2] for row in rows], dtype=np.float64))
+
+    def windows_in_spans(self, recording_ids: np.ndarray, from_s: np.ndarray, to_s: np.ndarray,
+                         encoder_id: int) -> WindowVectors:
+        """The windows of each recording starting within [from_s, to_s] of it, ordered by recording then time."""
+        rows = []
+        with self.engine.connect() as conn:
+            for first in range(0, len(recording_ids), SPANS_PER_QUERY):
+                chosen = slice(first, first + SPANS_PER_QUERY)
+                spans = list(zip(recording_ids[chosen].tolist(), from_s[chosen].tolist(), to_s[chosen].tolist()))
+                parameters = {f"{name}{number}": value for number, span in enumerate(spans)
+                              for name, value in zip("rab", span)}
+                rows.extend(conn.execute(_spans_statement(len(spans)), parameters).all())
+        return _as_window_vectors(rows, encoder_id)
+
     def _window_vectors(self, column: Any, keys: list[int], encoder_id: int | None = None) -> WindowVectors:
         rows = []
         with self.engine.connect() as conn:
             for batch in _batches([int(key) for key in keys]):
-                query = select(Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector)
-                query = query.where(column.in_(batch))
-                if encoder_id is not None:
-                    query = query.where(Window.encoder_id == encoder_id)
-                rows.extend(conn.execute(query).all())
-        rows.sort(key=lambda row: (row[1], row[2]))
-        return _as_window_vectors(rows)
+                rows.extend(conn.execute(select(*_WINDOW_COLUMNS).where(column.in_(batch))).all())
+        return _as_window_vectors(rows, encoder_id)
+
+    def reference_ids(self) -> list[int]:
+        """Ids of the indexed reference recordings, ascending."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Recording.id).where(Recording.is_reference.is_(True),
+                                                                Recording.status == "indexed")
+                                     .order_by(Recording.id)).scalars())
+
+    def references_version(self) -> tuple:
+        """Changes whenever the set of reference recordings or one of them changes: a cache key."""
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(select(func.count(Recording.id), func.max(Recording.id),
+                                             func.max(Recording.updated_at))
+                                      .where(Recording.is_reference.is_(True), Recording.status == "indexed")).one())
 
     def reference_vectors(self, encoder_id: int) -> WindowVectors:
         """Windows of every reference recording, embedded by the given encoder."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector)
-                                .join(Recording, Recording.id == Window.recording_id)
-                                .where(Recording.is_reference.is_(True), Recording.status == "indexed",
-                                       Window.encoder_id == encoder_id)
-                                .order_by(Window.recording_id, Window.start_s)).all()
-        return _as_window_vectors(rows)
+        return self.window_vectors(self.reference_ids(), encoder_id)
 
     def iter_vectors(self, encoder_id: int, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored (window ids, vectors) of one encoder in id order, in batches: what an index is built from."""
+        return self._iter_window_rows(Window.id, encoder_id, batch_size)
+
+    def iter_recording_windows(self, encoder_id: int, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored window vector of one encoder with its recording id, (ids, vectors), in window id order."""
+        return self._iter_window_rows(Window.recording_id, encoder_id, batch_size)
+
+    def _iter_window_rows(self, key: Any, encoder_id: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(`key` column, vectors) of one encoder's windows in window id order, a batch per keyset page."""
         last = -1
         while True:
             with self.engine.connect() as conn:
-                rows = conn.execute(select(Window.id, Window.vector).where(Window.id > last, Window.encoder_id == encoder_id)
+                rows = conn.execute(select(Window.id, key, Window.vector)
+                                    .where(Window.id > last, Window.encoder_id == encoder_id)
                                     .order_by(Window.id).limit(batch_size)).all()
             if not rows:
                 return
             last = rows[-1][0]
-            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+            keys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+            yield keys, np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
 
     def window_ids(self, encoder_id: int, batch_size: int = 1 << 20) -> np.ndarray:
         """(n,) int64 ids of every stored window of one encoder, ascending: 8 bytes per window, no vectors."""
@@ -460,20 +501,6 @@ class Store:
                 return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             parts.append(np.array(ids, dtype=np.int64))
             last = ids[-1]
-
-    def iter_recording_windows(self, encoder_id: int, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every stored window vector of one encoder with its recording id, (ids, vectors), in window id order."""
-        last = -1
-        while True:
-            with self.engine.connect() as conn:
-                rows = conn.execute(select(Window.id, Window.recording_id, Window.vector)
-                                    .where(Window.id > last, Window.encoder_id == encoder_id)
-                                    .order_by(Window.id).limit(batch_size)).all()
-            if not rows:
-                return
-            last = rows[-1][0]
-            ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
 
     # clusters and map
 
@@ -544,7 +571,27 @@ class Store:
         return None if row is None else dict(row, params=json.loads(row["params"]))
 
 
-def _as_window_vectors(rows: list) -> WindowVectors:
+@lru_cache(maxsize=8)
+def _spans_statement(count: int) -> Any:
+    """SELECT windows WHERE (recording_id = :r0 AND start_s BETWEEN :a0 AND :b0) OR ...: built once per count."""
+    return select(*_WINDOW_COLUMNS).where(or_(*(
+        and_(Window.recording_id == bindparam(f"r{number}"), Window.start_s.between(bindparam(f"a{number}"),
+                                                                                     bindparam(f"b{number}")))
+        for number in range(count))))
+
+
+_WINDOW_COLUMNS = (Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector, Window.encoder_id)
+
+
+def _as_window_vectors(rows: list, encoder_id: int | None = None) -> WindowVectors:
+    """Rows of _WINDOW_COLUMNS, of one encoder if given, ordered by recording then time.
+
+    The encoder is filtered here, not in SQL: given `encoder_id = ?`, SQLite's planner picks the encoder's
+    index (one value for nearly every row: a scan of all windows) over a far more selective one.
+    """
+    if encoder_id is not None:
+        rows = [row for row in rows if row[5] == encoder_id]
+    rows.sort(key=itemgetter(1, 2))
     count = len(rows)
     return WindowVectors(
         window_ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=count),

@@ -12,7 +12,7 @@ import pytest
 
 from retrieval.clustering import cluster_recordings
 from retrieval.errors import UsageError
-from retrieval.extras import MissingExtraError
+from retrieval.errors import MissingExtraError
 from retrieval.map_render import groups, render_map, render_map_html, render_map_png
 from retrieval.projection import LibraryMap, MapPoint, map_recordings, pca_2d, stored_map
 from tests.test_clustering import ENCODER, FAMILIES, add_families

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.search import best_placement, thin_windows
+from retrieval import search
+from retrieval.search import best_placement, candidate_spans, place_on_recordings, thin_windows
+from retrieval.store import WindowVectors
 
 HOP = 0.5
 
@@ -72,3 +74,39 @@ def test_long_queries_are_thinned_evenly():
     assert len(thin_windows(10)) == 10
     picked = thin_windows(1000, limit=64)
     assert len(picked) == 64 and picked[0] == 0 and picked[-1] == 999
+
+
+def recordings(rng, lengths: list[int]) -> WindowVectors:
+    ids = np.repeat(np.arange(1, len(lengths) + 1), lengths)
+    starts = np.concatenate([grid(length, origin=0.25 * number)[0] for number, length in enumerate(lengths)])
+    return WindowVectors(ids, ids, starts, starts + 1.0, unit(rng, len(ids)))
+
+
+def test_placing_on_many_recordings_at_once_equals_placing_on_each_alone(rng, monkeypatch):
+    windows = recordings(rng, [3, 30, 1, 12, 7])
+    query = windows.select(np.flatnonzero(windows.recording_ids == 4)[2:8])
+    query = WindowVectors(query.window_ids, query.recording_ids, *grid(6), query.vectors)
+    alone = {int(rid): best_placement(query.vectors, query.start_s, query.end_s,
+                                      *(getattr(windows.select(windows.recording_ids == rid), name)
+                                        for name in ("vectors", "start_s", "end_s")), HOP)
+             for rid in np.unique(windows.recording_ids)}
+    def same(placements: dict) -> bool:
+        return placements.keys() == alone.keys() and all(
+            placements[rid].similarity == pytest.approx(alone[rid].similarity, abs=1e-6)
+            and (placements[rid].start_s, placements[rid].end_s) == (alone[rid].start_s, alone[rid].end_s)
+            for rid in alone)
+
+    assert same(place_on_recordings(query, windows, HOP))
+    monkeypatch.setattr(search, "PLACEMENT_CELLS", 40)  # one recording per table: the same answer
+    assert same(place_on_recordings(query, windows, HOP))
+    assert max(alone, key=lambda rid: alone[rid].similarity) == 4 and alone[4].start_s == pytest.approx(0.75 + 2 * HOP)
+
+
+def test_candidates_are_the_recordings_most_query_windows_found():
+    rows = np.array([0, 1, 2, 3, 0, 0, 1])  # recording 7 is found by four query windows, 9 by two (one twice)
+    similarities = np.array([0.6, 0.6, 0.6, 0.6, 0.99, 0.9, 0.8])
+    recording_ids = np.array([7, 7, 7, 7, 9, 9, 9])
+    start_s = np.array([4.0, 4.5, 5.0, 5.5, 1.0, 8.0, 1.5])
+    candidates, low, high = candidate_spans(rows, similarities, recording_ids, start_s, limit=5)
+    assert list(candidates) == [7, 9] and list(low) == [4.0, 1.0] and list(high) == [5.5, 8.0]
+    assert list(candidate_spans(rows, similarities, recording_ids, start_s, limit=1)[0]) == [7]

@@ -119,3 +119,29 @@ def test_settings_round_trip_json(store):
     store.set_setting("pipeline", {"window_s": 2.0})
     assert store.get_setting("pipeline") == {"window_s": 2.0}
     assert store.get_setting("missing") is None
+
+
+def test_windows_in_spans_returns_only_the_asked_stretch_of_each_recording(store):
+    first, _, _ = save(store, "/long.wav", windows=20)
+    second, _, _ = save(store, "/other.wav", windows=6)
+    windows = store.windows_in_spans(np.array([second, first]), np.array([0.0, 2.0]), np.array([1.0, 3.0]),
+                                     store.ensure_encoder(ENCODER))
+    assert list(zip(windows.recording_ids, windows.start_s)) == [
+        (first, 2.0), (first, 2.5), (first, 3.0), (second, 0.0), (second, 0.5), (second, 1.0)]
+
+
+def test_window_positions_name_the_recording_and_start_of_known_ids(store):
+    recording_id, window_ids, _ = save(store, "/a.wav", windows=4)
+    ids, recordings, starts = store.window_positions(np.array([window_ids[2], 999_999, window_ids[0], window_ids[2]]))
+    assert list(ids) == [window_ids[0], window_ids[2]]
+    assert list(recordings) == [recording_id] * 2 and list(starts) == [0.0, 1.0]
+
+
+def test_references_version_changes_when_a_reference_is_tagged_or_untagged(store):
+    recording_id, _, _ = save(store, "/a.wav")
+    untagged = store.references_version()
+    store.set_tags([recording_id], is_reference=True)
+    tagged = store.references_version()
+    store.set_tags([recording_id], is_reference=False)
+    assert len({untagged, tagged}) == 2 and store.references_version() != tagged
+    assert store.reference_ids() == []

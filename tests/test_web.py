@@ -363,6 +363,21 @@ def test_the_server_sees_recordings_indexed_by_another_process(tmp_path, folder)
     assert client.get("/api/stats").json()["recordings"] == 3
 
 
+def test_the_server_uses_references_tagged_by_another_process(tmp_path, folder):
+    root = tmp_path / "library"
+    Library.open(root, create=True).index([folder / "sweep"])
+    client = TestClient(create_app(Library.open(root)))
+    query = folder / "sweep" / "up.opus"
+    assert upload(client, "/api/query", query)["reference"] is None
+    other = Library.open(root)  # what `soundalike tag` or `index --reference` does in its own process
+    other.store.set_tags([row["id"] for row in other.store.recordings() if row["path"].endswith("up.opus")],
+                         is_reference=True)
+    reference = upload(client, "/api/query", query)["reference"]
+    assert Path(reference["path"]).name == "up.opus" and reference["score"] >= 99
+    other.store.set_tags([reference["recording_id"]], is_reference=False)
+    assert upload(client, "/api/query", query)["reference"] is None
+
+
 @pytest.mark.slow
 def test_queries_keep_being_answered_while_soundalike_index_runs_in_another_process(tmp_path, folder):
     import subprocess

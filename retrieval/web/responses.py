@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ..errors import SoundalikeError, UsageError
-from ..extras import MissingExtraError
+from ..errors import MissingExtraError
 from .uploads import UploadError
 
 UPLOAD_BODY = {  # the OpenAPI description of an upload (read by `received_upload`, not by FastAPI)
