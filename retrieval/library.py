@@ -504,19 +504,13 @@ class Library:
     # what the library holds
 
     def stats(self) -> LibraryStats:
-        rows = self.store.recordings()
-        indexed = [row for row in rows if row["status"] == "indexed"]
-        labels: dict[str, int] = {}
-        for row in indexed:
-            if row["label"] is not None:
-                labels[row["label"]] = labels.get(row["label"], 0) + 1
+        summary = self.store.summary()
         build = self.store.latest_index_build()
         return LibraryStats(
-            library=str(self.root), recordings=len(indexed),
+            library=str(self.root), recordings=summary["recordings"],
             windows=self.store.counts()["encoders"].get(self.encoder_id, 0),
-            hours=round(sum(row["duration_s"] or 0.0 for row in indexed) / 3600, 4), labels=labels,
-            references=sum(1 for row in indexed if row["is_reference"]),
-            failures=[{"path": row["path"], "error": row["error"]} for row in rows if row["status"] == "failed"],
+            hours=round(summary["seconds"] / 3600, 4), labels=summary["labels"], references=summary["references"],
+            failures=summary["failures"],
             encoder=self.encoder.config(), pipeline=self.pipeline.to_dict(),
             index=None if build is None else {"type": build["index_type"], "vectors": build["vector_count"],
                                                "built_at": build["created_at"].isoformat(timespec="seconds"),

@@ -406,6 +406,22 @@ class Store:
         with self.engine.connect() as conn:
             return dict(conn.execute(select(Recording.id, Recording.label)).all())
 
+    def summary(self) -> dict:
+        """Counts over the indexed recordings, by SQL aggregates: recordings, seconds, references, labels, and
+        every failed file's (path, error)."""
+        indexed = Recording.status == "indexed"
+        with self.engine.connect() as conn:
+            recordings, seconds, references = conn.execute(select(
+                func.count(Recording.id), func.coalesce(func.sum(Recording.duration_s), 0.0),
+                func.count(Recording.id).filter(Recording.is_reference.is_(True))).where(indexed)).one()
+            labels = dict(conn.execute(select(Recording.label, func.count(Recording.id))
+                                       .where(indexed, Recording.label.is_not(None))
+                                       .group_by(Recording.label).order_by(Recording.label)).all())
+            failures = conn.execute(select(Recording.path, Recording.error).where(Recording.status == "failed")
+                                    .order_by(Recording.id)).all()
+        return {"recordings": recordings, "seconds": float(seconds), "references": references, "labels": labels,
+                "failures": [{"path": path, "error": error} for path, error in failures]}
+
     def all_paths(self) -> list[tuple[int, str]]:
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(select(Recording.id, Recording.path))]
