@@ -41,8 +41,7 @@ class ExactVectors:
     def from_batches(cls, dimension: int, batches: Iterable[tuple[np.ndarray, np.ndarray]], count: int,
                      folder: str | Path) -> "ExactVectors":
         """Stream `count` (ids, vectors) batches, ids ascending across batches, into a scratch file in `folder`."""
-        handle, name = tempfile.mkstemp(prefix=".vectors.", suffix=".npy.tmp", dir=folder)
-        os.close(handle)
+        name = temporary_file(folder, ".vectors.", ".npy.tmp")
         vectors = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=(count, dimension))
         ids = np.empty(count, dtype=np.int64)
         filled = 0
@@ -160,9 +159,21 @@ class ExactVectors:
         return cls(dimension, ids, vectors)
 
 
-def _atomic_npy(path: Path, fill, shape: tuple, dtype) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the mode new files get, applied to temporary files too
+
+
+def temporary_file(folder: str | Path, prefix: str, suffix: str) -> str:
+    """A new empty file in `folder` (to be renamed over its target), readable as any file the user creates:
+    `tempfile.mkstemp` makes files only their owner can read, which a server run as another user could not."""
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.close(handle)
+    os.chmod(name, 0o666 & ~_UMASK)
+    return name
+
+
+def _atomic_npy(path: Path, fill, shape: tuple, dtype) -> None:
+    tmp = temporary_file(path.parent, f".{path.name}.", ".tmp")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         fill(out)
@@ -175,8 +186,7 @@ def _atomic_npy(path: Path, fill, shape: tuple, dtype) -> None:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
+    tmp = temporary_file(target.parent, f".{target.name}.", ".tmp")
     os.unlink(tmp)
     try:
         os.link(source, tmp)

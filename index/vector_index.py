@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -11,7 +10,7 @@ import faiss
 import numpy as np
 
 from retrieval.errors import IndexFormatError
-from .exact_vectors import ExactVectors, ids_path, vectors_path
+from .exact_vectors import ExactVectors, ids_path, temporary_file, vectors_path
 
 FORMAT_VERSION = 2
 EXACT = "Flat"
@@ -258,8 +257,7 @@ def build_index(dimension: int, batches: Iterable[tuple[np.ndarray, np.ndarray]]
 
 
 def _atomic_write(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    tmp = temporary_file(path.parent, f".{path.name}.", ".tmp")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -194,7 +194,10 @@ class Library:
             if header.get("file_name") != build["file_name"] or header.get("encoder") != self.encoder.config():
                 return None, "index file belongs to another build"
             expected = self.store.counts()["encoders"].get(self.encoder_id, 0)
-            if index.count != expected:  # a killed or running `index`: catch up in memory (a mapped index is read-only)
+            last = self.store.last_window_id(self.encoder_id)
+            # A killed or running `index`: catch up in memory (a mapped index is read-only). Replaced windows
+            # get new ids, so equal counts with another last id mean other windows.
+            if index.count != expected or header.get("last_window_id", last) != last:
                 index = index if not index.read_only else VectorIndex.load(path)[0]
                 if not self._caught_up(index):
                     return None, f"index holds {index.count} vectors, the database {expected}"
@@ -318,7 +321,9 @@ class Library:
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"index-{uuid.uuid4().hex[:16]}"
         file_name = f"{stem}.faiss"
-        index.save(folder / file_name, {"file_name": file_name, "encoder": self.encoder.config()})
+        held = index.ids()
+        index.save(folder / file_name, {"file_name": file_name, "encoder": self.encoder.config(),
+                                        "last_window_id": int(held.max()) if len(held) else None})
         self._index_build_id = self.store.add_index_build(self.encoder_id, index.factory, index.count, file_name,
                                                           dict(index.search_params, build=index.build_info))
         keep = {path.name for path in index_files(folder / file_name)}

@@ -506,6 +506,11 @@ class Store:
             keys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
             yield keys, np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
 
+    def last_window_id(self, encoder_id: int) -> int | None:
+        """The highest stored window id of one encoder (None without windows): new windows always raise it."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(Window.id)).where(Window.encoder_id == encoder_id)).scalar()
+
     def window_ids(self, encoder_id: int, batch_size: int = 1 << 20) -> np.ndarray:
         """(n,) int64 ids of every stored window of one encoder, ascending: 8 bytes per window, no vectors."""
         parts, last = [], -1

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -70,6 +72,16 @@ def test_saved_index_loads_memory_mapped_with_the_same_results(factory, data, tm
     assert sorted(loaded.ids()) == sorted(ids)
     with pytest.raises(IndexFormatError, match="read-only"):
         loaded.add(ids[:1] + 1, vectors[:1])  # FAISS would abort the process on a mapped index
+
+
+def test_index_files_get_the_users_usual_permissions(data, tmp_path):
+    """Not mkstemp's owner-only 0600: a server run as another user can read what `soundalike index` wrote."""
+    ids, vectors, _ = data
+    make("IVF32,PQ16x4fs,RFlat", ids, vectors, tmp_path).save(tmp_path / "x.faiss", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+    assert len(modes) == 4 and set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def test_rerank_returns_exact_similarities_in_order(data, tmp_path):
@@ -198,6 +210,17 @@ def test_a_reader_catches_up_with_vectors_stored_after_the_latest_build(factory,
     fill(library, rng, 2, first=200)  # a running `index` saved these but has not written its index yet
     reader = Library.open(library.root)
     assert reader.vector_index().count == 62 * 20
+
+
+def test_a_reader_catches_up_with_a_file_replaced_by_as_many_windows(library, rng):
+    from retrieval import Library
+
+    library.rebuild()
+    fill(library, rng, 1, first=7)  # a killed `index` re-embedded a changed file: 20 windows out, 20 new in
+    reader = Library.open(library.root)
+    index = reader.vector_index()
+    assert index.count == 60 * 20 and set(index.ids()) == set(library.store.window_ids(library.encoder_id))
+    assert any("updated the index" in notice for notice in reader.notices)
 
 
 def test_a_factory_the_library_is_too_small_for_falls_back_to_the_policy_with_a_note(library):
