@@ -57,19 +57,29 @@ class Embedder:
 
     def embed_batches(self, batches: Iterable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start_s, end_s, vectors) of all windows; trailing silent windows are dropped when trimming."""
-        starts, ends, silent, vectors = [], [], [], []
-        for batch in batches:
-            for first in range(0, len(batch.start_s), EMBED_BATCH):
-                vectors.append(self.encoder.embed(batch.features[first: first + EMBED_BATCH]))
+        starts, ends, silent, vectors, waiting = [], [], [], [], []
+        for batch in batches:  # windows wait until EMBED_BATCH are ready: one encoder call for most files
+            waiting.append(batch.features)
+            if sum(len(features) for features in waiting) >= EMBED_BATCH:
+                vectors.extend(self._embed(waiting))
+                waiting = []
             starts.append(batch.start_s)
             ends.append(batch.end_s)
             silent.append(batch.silent)
+        vectors.extend(self._embed(waiting))
         start_s, end_s, is_silent = np.concatenate(starts), np.concatenate(ends), np.concatenate(silent)
         keep = len(start_s)
         if self.pipeline.preprocess.trim_silence:
             while keep > 1 and is_silent[keep - 1]:
                 keep -= 1
         return start_s[:keep], end_s[:keep], np.concatenate(vectors)[:keep]
+
+    def _embed(self, features: list) -> list[np.ndarray]:
+        """Vectors of the windows of `features` (a list of (windows, n_mels, frames) tensors), in order."""
+        if not features:
+            return []
+        joined = torch.cat(features) if len(features) > 1 else features[0]
+        return [self.encoder.embed(joined[first: first + EMBED_BATCH]) for first in range(0, len(joined), EMBED_BATCH)]
 
     def embed_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.embed_batches(self.windower.file(path))
