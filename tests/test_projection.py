@@ -5,14 +5,14 @@ import importlib.util
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval.clustering import cluster_recordings
-from retrieval.errors import UsageError
-from retrieval.errors import MissingExtraError
+from retrieval.errors import MissingExtraError, UsageError
 from retrieval.map_render import groups, render_map, render_map_html, render_map_png
 from retrieval.projection import LibraryMap, MapPoint, map_recordings, pca_2d, stored_map
 from tests.test_clustering import ENCODER, FAMILIES, add_families
@@ -82,8 +82,8 @@ def test_unknown_method_and_empty_library_are_usage_errors(store):
         map_recordings(store, store.ensure_encoder(ENCODER), "pca")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("umap") is not None, reason="umap-learn is installed")
-def test_umap_without_umap_learn_names_the_extra(store, encoder_id):
+def test_umap_without_umap_learn_names_the_extra(store, encoder_id, monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # what `import umap` meets without the extra
     with pytest.raises(MissingExtraError, match=r"pip install 'soundalike\[umap\]'"):
         map_recordings(store, encoder_id, "umap")
 
