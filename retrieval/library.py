@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import copy
+import fcntl
+import functools
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -31,6 +34,16 @@ LABEL_SOURCES = ("none", "parent")
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
 CANDIDATE_RECORDINGS = 100  # recordings placed in full per query (at least 4k)
 ENGINES = ("local", "ray")
+WRITER_LOCK = ".writer.lock"  # in the index folder: held by the one process writing the library
+
+
+def writes(method: Callable) -> Callable:
+    """Run a Library method that stores vectors or index files under the library's writer lock."""
+    @functools.wraps(method)
+    def locked(self: "Library", *args, **kwargs):
+        with self._writer_lock():
+            return method(self, *args, **kwargs)
+    return locked
 
 Progress = Callable[[EmbeddedFile | None, int], None]
 
@@ -49,6 +62,7 @@ class Library:
         self._index: VectorIndex | None = None
         self._index_build_id: int | None = None  # the build `_index` was loaded from or saved as
         self._references: tuple[tuple, WindowVectors, float] | None = None  # (version, windows, threshold)
+        self._lock_depth = 0
 
     # opening
 
@@ -91,6 +105,7 @@ class Library:
 
     # indexing
 
+    @writes
     def index(self, paths: Iterable[str | Path], label_from: str = "none", reference: bool = False,
               prune: bool = False, workers: int | None = None, progress: Progress | None = None,
               engine: str = "local", ray_address: str | None = None) -> IndexReport:
@@ -142,6 +157,7 @@ class Library:
             index.remove(removed)
         return len(gone)
 
+    @writes
     def remove(self, paths: Iterable[str | Path]) -> int:
         """Remove the recordings at `paths` (files, or folders: everything under them); returns how many."""
         wanted = [str(Path(path).expanduser().resolve()) for path in paths]
@@ -151,6 +167,34 @@ class Library:
         index.remove(self.store.remove_recordings(doomed))
         self._save_index(index)
         return len(doomed)
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer per library at a time: a second `index`, `rebuild`, `remove` or `train` fails at once
+        with one line instead of interleaving index builds. The lock goes with its process, even on SIGKILL,
+        so the first writer after a killed one also removes the temporary files it left."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        folder = self.root / INDEX_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / WRITER_LOCK, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SoundalikeError("another soundalike process (index, rebuild, remove or train) is writing this "
+                                      "library; run this again when it has finished", self.root) from None
+            for stale in folder.glob(".*.tmp"):  # a killed writer's half-written files
+                stale.unlink(missing_ok=True)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
 
     # the index
 
@@ -212,6 +256,7 @@ class Library:
             self.notices.append(f"updated the index from stored vectors: {changed[0]} added, {changed[1]} removed")
         return changed is not None
 
+    @writes
     def rebuild(self, reembed: bool = False, progress: Progress | None = None) -> IndexReport:
         """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first."""
         started = time.perf_counter()
@@ -258,6 +303,7 @@ class Library:
                            "active": name == self.encoder.name, "vectors": counts.get(row["id"], 0) if row else 0})
         return listed
 
+    @writes
     def use_encoder(self, name: str, progress: Progress | None = None) -> IndexReport:
         """Switch to encoder `name`, re-embedding the recordings it has no vectors for, and rebuild the index."""
         encoder = load_encoder(name, self.checkpoint_dir)
@@ -331,6 +377,7 @@ class Library:
             if old.name not in keep:
                 old.unlink(missing_ok=True)
 
+    @writes
     def train(self, epochs: int | None = None, supervised: bool = False, progress: Callable[[dict], None] | None = None,
               reembed_progress: Progress | None = None, **settings) -> tuple["TrainingReport", IndexReport]:
         """Fine-tune the CNN on this library's recordings, store the checkpoint, switch to it and re-embed.

@@ -139,3 +139,21 @@ def test_a_file_name_that_is_not_utf8_fails_alone(tmp_path):
     os.rename(tmp_path / "audio" / "clip001.flac", os.fsencode(tmp_path / "audio") + b"/clip\xff.flac")
     report = Library.open(tmp_path / "lib", create=True).index([tmp_path / "audio"], workers=1)
     assert report.added == 2 and len(report.failed) == 1 and "not valid UTF-8" in report.failed[0][1]
+
+
+def test_one_writer_at_a_time_and_the_next_one_clears_what_a_killed_one_left(tmp_path):
+    import fcntl
+
+    write_clips(tmp_path / "audio", 3)
+    root = tmp_path / "lib"
+    Library.open(root, create=True).index([tmp_path / "audio"], workers=1)
+    with open(root / "index" / ".writer.lock", "a") as held:  # what a running `soundalike index` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(app, ["rebuild", "--library", str(root)])
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+        assert "another soundalike process" in result.output and "Traceback" not in result.output
+    scratch = root / "index" / ".vectors.killed.npy.tmp"  # a killed build's scratch copy of the vectors
+    scratch.write_bytes(b"\0" * 1024)
+    library = Library.open(root)
+    library.rebuild()
+    assert not scratch.exists() and library.vector_index().count == library.stats().windows
