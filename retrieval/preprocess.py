@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import signal
 
 from .errors import UsageError
 
@@ -69,11 +68,14 @@ class BandPass:
         low, high = band_hz
         if high >= nyquist:
             raise UsageError(f"band-pass upper edge {high} Hz must lie below {nyquist:g} Hz (half the sample rate)")
+        from scipy import signal  # here, not at the top: importing scipy.signal costs every command ~0.8 s
+
         self.sos = signal.butter(order, [low, high], btype="bandpass", fs=sample_rate, output="sos")
         self.state = np.zeros((self.sos.shape[0], 2))
+        self.sosfilt = signal.sosfilt
 
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
-        out, self.state = signal.sosfilt(self.sos, chunk, zi=self.state)
+        out, self.state = self.sosfilt(self.sos, chunk, zi=self.state)
         return out.astype(np.float32)
 
 
