@@ -6,6 +6,9 @@ one against the other, the windows that overlap are paired, each pair scoring it
 similarity is the sum over pairs divided by the number of windows of the shorter of the two, so a
 short query must match *somewhere* inside a long recording in full, and a long query containing a
 short recording scores by how well that whole recording matches. Identical audio scores 1.0.
+
+Which recordings are placed: `candidate_spans` ranks the recordings of the index's nearest windows by
+their votes, and says where in each the neighbours lie, so that only those stretches are read.
 """
 from __future__ import annotations
 
@@ -66,8 +69,8 @@ def best_placement(query_vectors: np.ndarray, query_start_s: np.ndarray, query_e
                    vectors: np.ndarray, start_s: np.ndarray, end_s: np.ndarray, hop_s: float,
                    slack: int = 1) -> Placement:
     """The best-aligned placement of a query (n windows) on one recording (m windows); vectors unit length."""
-    ids = np.zeros(len(vectors), dtype=np.int64)
-    query = WindowVectors(ids[:0], ids[:0], np.asarray(query_start_s), np.asarray(query_end_s), query_vectors)
+    query_ids, ids = np.zeros(len(query_vectors), dtype=np.int64), np.zeros(len(vectors), dtype=np.int64)
+    query = WindowVectors(query_ids, query_ids, np.asarray(query_start_s), np.asarray(query_end_s), query_vectors)
     windows = WindowVectors(ids, ids, np.asarray(start_s), np.asarray(end_s), vectors)
     return place_on_recordings(query, windows, hop_s, slack)[0]
 
