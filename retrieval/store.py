@@ -262,24 +262,12 @@ class Store:
 
         Returns (recording id, new window ids, ids of the windows it replaced).
         """
-        now = utcnow()
-        values = dict(metadata, status="indexed", error=None, updated_at=now)
-        with self.engine.begin() as conn:
-            recording_id = self._upsert_recording(conn, values, now)
-            replaced = self._delete_windows(conn, recording_id)
-            rows = [{"recording_id": recording_id, "encoder_id": encoder_id, "start_s": float(start),
-                     "end_s": float(end), "vector": vector.tobytes()}
-                    for start, end, vector in zip(start_s, end_s, np.ascontiguousarray(vectors, dtype=np.float32))]
-            window_ids = conn.execute(insert(Window).returning(Window.id, sort_by_parameter_order=True), rows)
-            new = np.fromiter((row[0] for row in window_ids), dtype=np.int64, count=len(rows))
-            return recording_id, new, replaced
+        recording_ids, new, replaced = self._save([(metadata, start_s, end_s, vectors)], [], encoder_id)
+        return recording_ids[0], new, replaced
 
     def save_failure(self, metadata: dict, error: str) -> np.ndarray:
         """Record that the file at metadata['path'] could not be indexed; returns ids of windows it had."""
-        now = utcnow()
-        with self.engine.begin() as conn:
-            recording_id = self._upsert_recording(conn, dict(metadata, status="failed", error=error, updated_at=now), now)
-            return self._delete_windows(conn, recording_id)
+        return self._save([], [(metadata, error)], None)[2]
 
     def save_recordings(self, indexed: list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]],
                         failed: list[tuple[dict, str]], encoder_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,6 +277,11 @@ class Store:
         given twice keeps its last entry. Returns (new window ids in the order of `indexed`'s windows,
         ids of the windows they replaced). New recordings and all windows go in as bulk inserts.
         """
+        return self._save(indexed, failed, encoder_id)[1:]
+
+    def _save(self, indexed: list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]], failed: list[tuple[dict, str]],
+              encoder_id: int | None) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """save_recordings, also returning the ids of the recordings of `indexed` (deduplicated), in order."""
         now = utcnow()
         last = {}  # path -> position of its last entry, so that one path never becomes two rows
         for position, (metadata, *_) in enumerate(indexed):
@@ -309,7 +302,7 @@ class Store:
             if window_rows:
                 result = conn.execute(insert(Window).returning(Window.id, sort_by_parameter_order=True), window_rows)
                 new = np.fromiter((row[0] for row in result), dtype=np.int64, count=len(window_rows))
-        return new, replaced
+        return recording_ids[:len(indexed)], new, replaced
 
     @staticmethod
     def _upsert_recordings(conn: Connection, rows: list[dict], now: datetime) -> list[int]:
@@ -335,22 +328,6 @@ class Store:
             for batch in _batches(recording_ids):
                 conn.execute(delete(Window).where(Window.recording_id.in_(batch)))
         return np.array(old, dtype=np.int64)
-
-    @staticmethod
-    def _delete_windows(conn: Connection, recording_id: int) -> np.ndarray:
-        old = np.array(conn.execute(select(Window.id).where(Window.recording_id == recording_id)).scalars().all(),
-                       dtype=np.int64)
-        if len(old):
-            conn.execute(delete(Window).where(Window.recording_id == recording_id))
-        return old
-
-    @staticmethod
-    def _upsert_recording(conn: Connection, values: dict, now: datetime) -> int:
-        existing = conn.execute(select(Recording.id).where(Recording.path == values["path"])).scalar()
-        if existing is None:
-            return conn.execute(insert(Recording).values(created_at=now, **values).returning(Recording.id)).scalar_one()
-        conn.execute(update(Recording).where(Recording.id == existing).values(**values))
-        return existing
 
     def copy_recording(self, source_id: int, metadata: dict) -> tuple[int, np.ndarray, np.ndarray]:
         """A new recording at metadata['path'] sharing the source's content: windows copied, nothing decoded."""
@@ -382,13 +359,11 @@ class Store:
 
     def remove_recordings(self, recording_ids: list[int]) -> np.ndarray:
         """Delete recordings and their windows; returns the removed window ids."""
-        removed = []
         with self.engine.begin() as conn:
+            removed = self._delete_windows_of(conn, recording_ids)
             for batch in _batches(recording_ids):
-                removed.extend(conn.execute(select(Window.id).where(Window.recording_id.in_(batch))).scalars())
-                conn.execute(delete(Window).where(Window.recording_id.in_(batch)))
                 conn.execute(delete(Recording).where(Recording.id.in_(batch)))
-        return np.array(removed, dtype=np.int64)
+        return removed
 
     def recordings(self, recording_ids: Iterable[int] | None = None, where: Any = None) -> list[dict]:
         """Recording rows as dicts, by id or by a SQLAlchemy condition (all when both are None)."""
