@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from itertools import islice
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from .encoders import load_encoder
 from .errors import SoundalikeError
+from .indexing import batched
 from .ingest import EmbeddedFile, Embedder
 from .pipeline import PipelineConfig
 
@@ -86,8 +86,7 @@ def embed_on_ray(jobs: Iterable[tuple[str, dict]], embedder: Embedder, checkpoin
     try:
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # progress lines and hints: the CLI draws its own bar
         actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        jobs = iter(jobs)
-        while chunk := list(islice(jobs, CHUNK_FILES)):
+        for chunk in batched(jobs, CHUNK_FILES):
             blocks = max(1, -(-len(chunk) // FILES_PER_BATCH))
             dataset = ray.data.from_items([{"path": path, "metadata": json.dumps(metadata)} for path, metadata in chunk],
                                           override_num_blocks=blocks)

@@ -42,7 +42,7 @@ def plan(store: Store, index: VectorIndex | None, paths: Iterable[str | Path], l
 
     `index` (None when it is rebuilt after the run) follows the windows that moves and copies change.
     """
-    for batch in _batched(_media_paths(paths, report), PLAN_BATCH):
+    for batch in batched(_media_paths(paths, report), PLAN_BATCH):
         yield _plan_batch(store, index, list(dict.fromkeys(batch)), label_from, reference, report)
 
 
@@ -133,7 +133,8 @@ def _remove(index: VectorIndex | None, window_ids: np.ndarray) -> None:
         index.remove(window_ids)
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter), taken lazily."""
     items = iter(items)
     while batch := list(islice(items, size)):
         yield batch

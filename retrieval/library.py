@@ -62,7 +62,7 @@ class Library:
         self._index: VectorIndex | None = None
         self._index_build_id: int | None = None  # the build `_index` was loaded from or saved as
         self._references: tuple[tuple, WindowVectors, float] | None = None  # (version, windows, threshold)
-        self._lock_depth = 0
+        self._writing = False  # holds the writer lock (`_writer_lock`)
 
     # opening
 
@@ -173,12 +173,8 @@ class Library:
         """One writer per library at a time: a second `index`, `rebuild`, `remove` or `train` fails at once
         with one line instead of interleaving index builds. The lock goes with its process, even on SIGKILL,
         so the first writer after a killed one also removes the temporary files it left."""
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
+        if self._writing:  # train() and open() call use_encoder(), which writes too
+            yield
             return
         folder = self.root / INDEX_DIR
         folder.mkdir(parents=True, exist_ok=True)
@@ -190,11 +186,11 @@ class Library:
                                       "library; run this again when it has finished", self.root) from None
             for stale in folder.glob(".*.tmp"):  # a killed writer's half-written files
                 stale.unlink(missing_ok=True)
-            self._lock_depth = 1
+            self._writing = True
             try:
                 yield
             finally:
-                self._lock_depth = 0
+                self._writing = False
 
     # the index
 
