@@ -376,6 +376,19 @@ class Store:
                 rows.extend(dict(row) for row in conn.execute(select(Recording).where(Recording.id.in_(batch))).mappings())
             return rows
 
+    def recording_page(self, offset: int, limit: int, text: str | None = None) -> tuple[int, list[dict]]:
+        """(how many recordings match, the rows of one page of them in id order); `text` keeps those whose path
+        or label contains it. Counted and sliced by the database: a library may hold millions."""
+        condition = Recording.id.is_not(None)
+        if text and text.strip():
+            needle = text.strip()
+            condition = Recording.path.icontains(needle, autoescape=True) | Recording.label.icontains(needle, autoescape=True)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(Recording).where(condition)).scalar_one()
+            rows = [dict(row) for row in conn.execute(select(Recording).where(condition).order_by(Recording.id)
+                                                      .offset(offset).limit(limit)).mappings()]
+        return total, rows
+
     def recording_labels(self) -> dict[int, str | None]:
         """recording id -> label of every recording."""
         with self.engine.connect() as conn:
@@ -512,10 +525,16 @@ class Store:
             conn.execute(delete(Setting).where(Setting.key == "clustering"))
             conn.execute(insert(Setting).values(key="clustering", value=json.dumps(metadata, sort_keys=True)))
 
-    def cluster_assignments(self) -> dict[int, int]:
-        """recording id -> cluster, from the latest clustering."""
+    def cluster_assignments(self, recording_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """recording id -> cluster, from the latest clustering: of the given recordings, or of all."""
+        query = select(ClusterAssignment.recording_id, ClusterAssignment.cluster)
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(ClusterAssignment.recording_id, ClusterAssignment.cluster)).all())
+            if recording_ids is None:
+                return dict(conn.execute(query).all())
+            found = {}
+            for batch in _batches(list(recording_ids)):
+                found.update(conn.execute(query.where(ClusterAssignment.recording_id.in_(batch))).all())
+            return found
 
     def replace_map(self, method: str, recording_ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
         """Replace the stored coordinates of one projection method."""

@@ -145,3 +145,10 @@ def test_references_version_changes_when_a_reference_is_tagged_or_untagged(store
     store.set_tags([recording_id], is_reference=False)
     assert len({untagged, tagged}) == 2 and store.references_version() != tagged
     assert store.reference_ids() == []
+
+
+def test_cluster_assignments_of_some_recordings_read_only_those(store):
+    ids = [save(store, f"/{name}.wav")[0] for name in "abc"]
+    store.replace_clusters(np.array(ids), np.array([0, 1, 1]), np.zeros(3), {"k": 2})
+    assert store.cluster_assignments([ids[2], ids[0]]) == {ids[0]: 0, ids[2]: 1}
+    assert store.cluster_assignments() == dict(zip(ids, [0, 1, 1]))

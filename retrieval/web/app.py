@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import DecodeError, UsageError
 from ..library import Library
 from ..results import LibraryStats, QueryResult, ScoreResult
-from ..store import Recording
 from .playable import PlayableCache, browser_plays
 from .responses import (ERRORS, UPLOAD_BODY, Health, NotFound, RecordingItem, RecordingPage, UnreadableRecording,
                         add_error_handlers, error_response)
@@ -124,7 +123,7 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
     async def recording(recording_id: int) -> RecordingItem:
         """One recording."""
         row = await shared.read(_recording_row, library, recording_id)
-        return _item(row, await shared.read(_clusters, library))
+        return _item(row, await shared.read(library.store.cluster_assignments, [recording_id]))
 
     @app.get("/api/recordings/{recording_id}/audio", responses={**ERRORS, 200: {"content": {"audio/*": {}}}},
              response_class=FileResponse, tags=["library"])
@@ -230,24 +229,9 @@ def _recording_row(library: Library, recording_id: int) -> dict:
     return rows[0]
 
 
-def _clusters(library: Library) -> dict[int, int]:
-    """recording id -> cluster of the latest clustering; empty until the library has been clustered."""
-    return library.cluster_assignments()
-
-
 def _recording_page(library: Library, offset: int, limit: int, text: str | None) -> RecordingPage:
-    """One page in id order, counted and sliced by the database (a library may hold 100,000s of recordings)."""
-    from sqlalchemy import func, select
-
-    condition = Recording.id.is_not(None)
-    if text and text.strip():
-        needle = text.strip()
-        condition = Recording.path.icontains(needle, autoescape=True) | Recording.label.icontains(needle, autoescape=True)
-    with library.store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(Recording).where(condition)).scalar_one()
-        rows = [dict(row) for row in conn.execute(select(Recording).where(condition).order_by(Recording.id)
-                                                  .offset(offset).limit(limit)).mappings()]
-    clusters = _clusters(library)
+    total, rows = library.store.recording_page(offset, limit, text)
+    clusters = library.store.cluster_assignments([row["id"] for row in rows])
     return RecordingPage(total=total, offset=offset, limit=limit, items=[_item(row, clusters) for row in rows])
 
 
