@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -36,6 +37,11 @@ _RESAMPLER_OPTIONS = {"filter_size": "64", "cutoff": "0.92"}
 _PACKET_ERRORS = (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError)
 # The numpy type of each FFmpeg sample format, planar ("s16p") or not.
 _SAMPLE_TYPES = {"u8": "u1", "s16": "i2", "s32": "i4", "s64": "i8", "flt": "f4", "dbl": "f8"}
+# Float samples past 60 dB over full scale are damage, not sound (a fuzzed float WAV held 3e38, whose
+# square overflows the mel power to inf, and NaN): clipped here, non-finite ones made silent.
+_FLOAT_LIMIT = 1000.0
+_NOT_REGULAR = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
+                stat.S_IFSOCK: "a socket"}
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,26 @@ def iter_media_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]
     """Yield (absolute path, is_media) for the files in `paths` and in folders under them, sorted.
 
     Hidden files (`.DS_Store`, macOS `._song.mp3`) are not media; hidden folders (`.git`) are walked
-    only when named in `paths`; a folder that cannot be listed is yielded as not media.
+    only when named in `paths`; a folder that cannot be listed is yielded as not media. In folders,
+    named pipes, devices and sockets are not media either (they hold no recording, and reading one
+    blocks or never ends), but a link that cannot be followed (dangling, a loop) is yielded as media:
+    it was meant to be a recording, so it fails by name. A file named in `paths` itself is judged by
+    its name alone: a pipe named there as `take.wav` is yielded as media, to fail ("not a regular
+    file") when read.
     """
     visited: set[str] = set()  # real paths of the folders walked: no symlink loop, no repeats
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path).absolute()
-        if path.is_dir():
+        try:
+            is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+        except FileNotFoundError:
+            raise DecodeError("no such file or folder", path) from None
+        except OSError:  # a symlink loop, say: reading it says why
+            is_folder = False
+        if is_folder:
             yield from _walk(path, visited)
-        elif path.exists():
-            yield path, _is_visible_media(path)
         else:
-            raise DecodeError("no such file or folder", path)
+            yield path, _is_visible_media(path)
 
 
 def _walk(folder: Path, visited: set[str]) -> Iterator[tuple[Path, bool]]:
@@ -84,10 +99,17 @@ def _walk(folder: Path, visited: set[str]) -> Iterator[tuple[Path, bool]]:
         return
     for entry in entries:
         child = folder / entry.name
-        if not entry.is_dir():  # follows symlinks; a dangling one is a file that won't decode
+        try:  # both follow symlinks; from cached d_type unless it is one
+            is_file, is_folder = entry.is_file(), entry.is_dir()
+        except OSError:  # a symlink loop (ELOOP): a file that won't decode
+            is_file, is_folder = True, False
+        if is_folder:
+            if not entry.name.startswith("."):
+                yield from _walk(child, visited)
+        elif is_file or not os.path.exists(child):  # a dangling symlink is a file that won't decode
             yield child, _is_visible_media(child)
-        elif not entry.name.startswith("."):
-            yield from _walk(child, visited)
+        else:  # a named pipe, device or socket
+            yield child, False
 
 
 def _is_visible_media(path: Path) -> bool:
@@ -95,23 +117,33 @@ def _is_visible_media(path: Path) -> bool:
 
 
 def probe(path: str | Path) -> AudioInfo:
-    """Read the first audio stream's duration, rate, channels and codec from metadata only."""
-    with _open(path) as container:
-        stream = _audio_stream(container, path)
-        if stream.duration is None:  # Matroska, for one, knows only the container's duration
-            duration_s = (container.duration or 0) / av.time_base
-        else:
-            duration_s = float(stream.duration * stream.time_base)
-        context = stream.codec_context
-        codec = context.codec.canonical_name  # "mp3", where the decoder's name is "mp3float"
-        return AudioInfo(str(path), duration_s, context.sample_rate, context.channels, codec)
+    """Read the first audio stream's duration, rate, channels and codec from metadata only.
+
+    The duration is the header's claim (a damaged one may say days): count decoded samples for a fact.
+    Any failure is a DecodeError.
+    """
+    try:
+        with _open(path) as container:
+            stream = _audio_stream(container, path)
+            if stream.duration is None:  # Matroska, for one, knows only the container's duration
+                duration_s = (container.duration or 0) / av.time_base
+            else:
+                duration_s = float(stream.duration * stream.time_base)
+            context = stream.codec_context
+            codec = context.codec.canonical_name  # "mp3", where the decoder's name is "mp3float"
+            return AudioInfo(str(path), duration_s, context.sample_rate, context.channels, codec)
+    except DecodeError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a hostile file provokes is that file's failure
+        raise DecodeError(_reason(error), path) from None
 
 
 def stream_audio(path: str | Path, sample_rate: int, chunk_s: float = 30.0) -> Iterator[np.ndarray]:
     """Decode the first audio stream to mono float32 at `sample_rate`, in chunks of `chunk_s` s.
 
     Every chunk but the last has exactly round(chunk_s * sample_rate) samples; memory stays within
-    a few chunks whatever the file's length. Raises DecodeError if no sample can be decoded.
+    a few chunks whatever the file's length. Raises DecodeError if no sample can be decoded, and for
+    any other failure reading the file.
     """
     chunk_samples = max(1, round(chunk_s * sample_rate))
     pending: list[np.ndarray] = []
@@ -127,7 +159,9 @@ def stream_audio(path: str | Path, sample_rate: int, chunk_s: float = 30.0) -> I
             for start in range(0, cut, chunk_samples):
                 yield joined[start : start + chunk_samples]
             pending, pending_samples, yielded_any = [joined[cut:]], len(joined) - cut, True
-    except (av.error.FFmpegError, OSError) as error:  # from the resampler: not seen so far
+    except DecodeError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a hostile file provokes is that file's failure
         raise DecodeError(_reason(error), path) from None
     if pending_samples:
         yield np.concatenate(pending)
@@ -226,35 +260,67 @@ def _to_mono(frame: AudioFrame) -> np.ndarray:
         mono = interleaved.reshape(samples, channels).astype(np.float32) @ np.full(channels, scale)
     if kind == "u8":  # unsigned: 128 is silence
         mono -= np.float32(1.0)
-    return mono.astype(np.float32, copy=False)
+    mono = mono.astype(np.float32, copy=False)
+    # min and max propagate NaN: two quick reductions; the repair is rare
+    if dtype.kind == "f" and len(mono) and not -_FLOAT_LIMIT <= mono.min() <= mono.max() <= _FLOAT_LIMIT:
+        np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.clip(mono, -_FLOAT_LIMIT, _FLOAT_LIMIT, out=mono)
+    return mono
+
+
+def regular_file(path: str | Path) -> os.stat_result:
+    """The stat of `path` (symlinks followed) if it is a regular file, else a DecodeError saying what it is.
+
+    Check before opening: opening a named pipe blocks until a writer comes, and a device such as
+    /dev/zero never ends.
+    """
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        raise DecodeError(_reason(error, "cannot read"), path) from None
+    check_regular(status, path)
+    return status
+
+
+def check_regular(status: os.stat_result, path: str | Path) -> None:
+    """Raise DecodeError unless `status` (of `path`) is a regular file's."""
+    if stat.S_ISDIR(status.st_mode):
+        raise DecodeError("is a folder, not a file", path)
+    if not stat.S_ISREG(status.st_mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(status.st_mode), "not a file")
+        raise DecodeError(f"not a regular file ({kind})", path)
 
 
 def _open(path: str | Path) -> InputContainer:
-    """Open a file for reading; every failure becomes a one-line DecodeError."""
+    """Open a regular file for reading; every failure becomes a one-line DecodeError."""
     path = Path(path)
-    if path.is_dir():
-        raise DecodeError("is a folder, not a file", path)
+    regular_file(path)
     options = {"probesize": "2048"} if path.suffix.lower() in _SMALL_PROBE_EXTENSIONS else {}
-    try:
-        return av.open(str(path), options=options)
-    except (av.error.FFmpegError, OSError) as error:
+    try:  # tags need not be UTF-8 (Latin-1 ID3 tags): strict decoding raised UnicodeDecodeError
+        return av.open(str(path), options=options, metadata_errors="replace")
+    except Exception as error:  # noqa: BLE001 - whatever a hostile file provokes is that file's failure
         raise DecodeError(_reason(error), path) from None
 
 
 def _audio_stream(container: InputContainer, path: str | Path) -> AudioStream:
     if not container.streams.audio:
         raise DecodeError("no audio stream", path)
-    return container.streams.audio[0]
+    stream = container.streams.audio[0]
+    if stream.codec_context is None:  # a WAV header saying 0 bits per sample, for one
+        raise DecodeError("not a readable audio file (no decoder for its audio stream)", path)
+    return stream
 
 
-def _reason(error: Exception) -> str:
-    """A short human reason for an FFmpeg or OS error, without class names or FFmpeg dumps."""
+def _reason(error: Exception, prefix: str = "not a readable audio file") -> str:
+    """A short human reason for an FFmpeg, OS or any error, without class names or FFmpeg dumps."""
     code = getattr(error, "errno", None)
     if code in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if code == errno.ENOENT:
         return "no such file"
     if isinstance(error, av.error.EOFError):
-        return "not a readable audio file (truncated or empty)"
+        return f"{prefix} (truncated or empty)"
+    if isinstance(error, MemoryError):
+        return f"{prefix} (out of memory decoding it)"
     detail = getattr(error, "strerror", None) or next(iter(str(error).splitlines()), "")
-    return f"not a readable audio file ({detail})" if detail else "not a readable audio file"
+    return f"{prefix} ({detail})" if detail else prefix

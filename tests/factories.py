@@ -160,3 +160,38 @@ def _as_channels(samples: np.ndarray, channels: int) -> np.ndarray:
     if samples.ndim == 1:
         return np.tile(samples, (channels, 1))
     return samples
+
+
+# Hostile files: good files with one header field damaged, as a fuzzer (or a careless tool) leaves them.
+
+
+def wav_with_zero_bits_per_sample(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """A 16-bit WAV whose header then says 0 bits per sample: FFmpeg has no decoder for it."""
+    path = write_audio(path, samples, sample_rate)
+    data = bytearray(path.read_bytes())
+    fmt = data.find(b"fmt ")
+    data[fmt + 22 : fmt + 24] = bytes(2)  # after the chunk id, size, format, channels, rates, block align
+    path.write_bytes(bytes(data))
+    return path
+
+
+def mp3_claiming_frames(path: str | Path, samples: np.ndarray, sample_rate: int, frames: int = 0x7FFFFFFF) -> Path:
+    """An MP3 whose Info header claims `frames` frames: its container duration is days, not seconds."""
+    path = write_audio(path, samples, sample_rate)
+    data = bytearray(path.read_bytes())
+    info = data.find(b"Info")  # then 4 bytes of flags and the frame count, big-endian
+    data[info + 8 : info + 12] = frames.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def with_tag_not_utf8(path: str | Path) -> Path:
+    """The file with its muxer tag ("Lavf...") made invalid UTF-8, as a Latin-1 ID3 tag is. Returns the path."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    tag = data.find(b"Lavf")
+    if tag < 0:
+        raise ValueError(f"{path} has no muxer tag")
+    data[tag + 1] = 0xFF
+    path.write_bytes(bytes(data))
+    return path

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import tracemalloc
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -24,6 +26,8 @@ from tests.factories import (
     chirp,
     noise,
     sine,
+    wav_with_zero_bits_per_sample,
+    with_tag_not_utf8,
     write_audio,
     write_video_with_audio,
     write_video_without_audio,
@@ -278,6 +282,13 @@ BAD_FILES = {
     ),
     "folder": (lambda good, folder: _mkdir(folder / "album.mp3"), "is a folder, not a file"),
     "missing": (lambda good, folder: folder / "gone.mp3", "no such file"),
+    "wav-0-bits-per-sample": (
+        lambda good, folder: wav_with_zero_bits_per_sample(folder / "zero-bits.wav", noise(1.0), RATE),
+        "not a readable audio file (no decoder for its audio stream)",
+    ),
+    "symlink-to-itself": (lambda good, folder: _symlink(folder / "self.wav", "self.wav"), "cannot read"),
+    "fifo": (lambda good, folder: _mkfifo(folder / "pipe.wav"), "not a regular file (a named pipe)"),
+    "device": (lambda good, folder: _symlink(folder / "zero.wav", "/dev/zero"), "not a regular file (a device)"),
 }
 
 
@@ -289,6 +300,38 @@ def _write(path: Path, data: bytes) -> Path:
 def _mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def _symlink(path: Path, target: str) -> Path:
+    path.symlink_to(target)
+    return path
+
+
+def _mkfifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@contextmanager
+def _never_blocked_by(path: Path):
+    """If a reader opens the FIFO at `path` (which blocks until a writer comes), come as a writer after
+    2 s and leave: the reader sees an empty file, so a test fails on the error instead of hanging."""
+    finished = threading.Event()
+
+    def unblock() -> None:
+        while not finished.wait(2.0):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting
+                pass
+
+    thread = threading.Thread(target=unblock, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -322,10 +365,29 @@ def test_bad_files_raise_a_one_line_decode_error(tmp_path, good_clips, case, rea
     if reader == "probe" and reason == "no audio samples decoded":
         pytest.skip("probe reads metadata only: it cannot know that no sample will decode")
 
-    with pytest.raises(DecodeError) as raised:
+    with pytest.raises(DecodeError) as raised, _never_blocked_by(path):
         READERS[reader](path)
 
     _assert_one_line_error_about(raised.value, path, reason)
+
+
+@pytest.mark.parametrize("name", ["clip.mp3", "clip.wav", "clip.m4a"])
+def test_tags_that_are_not_utf8_do_not_stop_decoding(tmp_path, name):
+    path = with_tag_not_utf8(write_audio(tmp_path / name, noise(2.0), RATE))
+
+    assert probe(path).duration_s == pytest.approx(2.0, abs=0.1)
+    assert len(load_audio(path, RATE)) / RATE == pytest.approx(2.0, abs=0.1)
+
+
+def test_samples_that_are_not_finite_decode_as_silence(tmp_path):
+    path = write_audio(tmp_path / "float.wav", noise(1.0), RATE, codec="pcm_f32le")
+    data = bytearray(path.read_bytes())
+    data[-8000:-4000] = np.array([np.nan, np.inf, -np.inf, 3e38] * 250, np.float32).tobytes()
+    path.write_bytes(bytes(data))
+
+    decoded = load_audio(path, RATE)
+
+    assert np.isfinite(decoded).all() and np.abs(decoded).max() <= 1000
 
 
 def test_unreadable_file_raises_permission_denied(tmp_path, good_clips, monkeypatch):
@@ -418,3 +480,26 @@ def test_iter_media_files_raises_for_a_missing_path(tmp_path):
         list(iter_media_files([tmp_path / "nowhere"]))
 
     _assert_one_line_error_about(raised.value, tmp_path / "nowhere", "no such file or folder")
+
+
+def test_walking_skips_pipes_and_devices_but_yields_broken_links_to_fail(tmp_path):
+    (tmp_path / "song.wav").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "zero.wav").symlink_to("/dev/zero")
+    (tmp_path / "self.wav").symlink_to("self.wav")
+    (tmp_path / "gone.wav").symlink_to("nowhere.wav")
+
+    found = [(path.name, is_media) for path, is_media in iter_media_files([tmp_path])]
+
+    # Pipes and devices hold no recording (reading one blocks or never ends): skipped like non-media
+    # files. A link that cannot be followed was meant to be a recording: it is yielded, to fail by name.
+    assert found == [("gone.wav", True), ("pipe.wav", False), ("self.wav", True), ("song.wav", True),
+                     ("zero.wav", False)]
+
+
+def test_a_pipe_named_on_its_own_is_yielded_to_fail_by_name(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "self.wav").symlink_to("self.wav")
+
+    assert list(iter_media_files([tmp_path / "pipe.wav", tmp_path / "self.wav"])) == [
+        (tmp_path / "pipe.wav", True), (tmp_path / "self.wav", True)]
