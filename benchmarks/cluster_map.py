@@ -33,7 +33,7 @@ from retrieval import Library  # noqa: E402
 from retrieval.clustering import (adjusted_rand_index, choose_k, kmeans, normalized_mutual_info,  # noqa: E402
                                   recording_vectors)
 from retrieval.map_render import render_map_html, render_map_png  # noqa: E402
-from retrieval.store import Recording, Window, utcnow  # noqa: E402
+from retrieval.schema import Recording, Window, utcnow  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -70,11 +70,11 @@ def quality(per_label: int, seed: int = 7) -> None:
         started = time.perf_counter()
         library.index([folder / "corpus"], label_from="parent")
         indexed = time.perf_counter() - started
-        rows = library.store.recordings(where=Recording.status == "indexed")
-        labels = np.array([row["label"] for row in rows], dtype=object)
+        rows = library.recordings()
+        labels = np.array([row.label for row in rows], dtype=object)
         families = len(set(labels))
         print(f"corpus: {len(rows)} clips, {families} families (built in {built:.0f} s, indexed in {indexed:.0f} s)")
-        windows = library.store.window_vectors([row["id"] for row in rows], library.encoder_id)
+        windows = library.store.window_vectors([row.id for row in rows], library.encoder_id)
         bounds = np.flatnonzero(np.diff(windows.recording_ids)) + 1
         per_recording = np.split(windows.vectors, bounds)
         pooled = {
@@ -83,7 +83,7 @@ def quality(per_label: int, seed: int = 7) -> None:
             "CNN, middle window only": unit(np.stack([v[len(v) // 2] for v in per_recording])),
         }
         started = time.perf_counter()
-        mfcc = standardise(np.stack([mfcc_statistics(row["path"]) for row in rows]))[0].astype(np.float32)
+        mfcc = standardise(np.stack([mfcc_statistics(row.path) for row in rows]))[0].astype(np.float32)
         print(f"MFCC statistics of {len(rows)} clips in {time.perf_counter() - started:.1f} s")
         print(f"\n| method | k | purity | NMI | ARI |\n|---|---|---|---|---|")
         for name, vectors in [("MFCC statistics (baseline)", mfcc), *pooled.items()]:
@@ -127,7 +127,7 @@ def timing(sizes: list[int], umap_max: int = 10_000) -> None:
             started = time.perf_counter()
             library = synthetic_library(Path(folder) / "library", size)
             setup = time.perf_counter() - started
-            windows = library.store.counts()["windows"]
+            windows = library.store.window_count()
             steps = [
                 ("read the recording vectors (part of cluster and map)",
                  lambda: recording_vectors(library.store, library.encoder_id)),

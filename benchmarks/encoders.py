@@ -152,14 +152,14 @@ def _row(name, metrics, found, event_hits, reference_auroc, x_realtime) -> dict:
 def library_method(name: str, library: Library, library_files: list[Path], copies: list, events: list,
                    x_realtime: float) -> dict:
     """Every measure through the real Soundalike library search."""
-    rows = {Path(row["path"]): row["id"] for row in library.store.recordings()}
+    rows = {Path(row.path): row.id for row in library.store.recordings()}
     labels = {rows[path.resolve()]: label_of(path) for path in library_files}
     metrics = []
     for path in library_files:  # label retrieval among the corpus clips, as for the clip-level methods
         own = rows[path.resolve()]
         relevant = sum(1 for label in labels.values() if label == labels[own]) - 1
         if relevant:
-            hits = library.search(library.store.window_vectors([own], library.encoder_id), 40)
+            hits = library.search(library.recording_windows(own), 40)
             ranked = [labels[hit.recording_id] for hit in hits if hit.recording_id in labels and hit.recording_id != own]
             metrics.append(ranking_metrics(ranked, labels[own], relevant))
     found = {kind: [] for kind in KINDS}
@@ -175,7 +175,7 @@ def library_method(name: str, library: Library, library_files: list[Path], copie
     ref_ids = [rows[library_files[r].resolve()] for r in references]
     positive, negative = [], []
     for other in others:
-        windows = library.store.window_vectors([rows[library_files[other].resolve()]], library.encoder_id)
+        windows = library.recording_windows(rows[library_files[other].resolve()])
         placements = place_on_recordings(windows, ref_windows, library.pipeline.hop_s)
         for reference, reference_id in zip(references, ref_ids):
             score = placements[reference_id].similarity

@@ -63,10 +63,10 @@ def grow(library: Library, windows: int, seed: int = 0) -> tuple[int, float]:
     """Add synthetic recordings until the library holds `windows` windows: (windows added, seconds taken)."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    sources = library.store.window_vectors([row["id"] for row in library.store.recordings()], library.encoder_id)
+    sources = library.store.window_vectors([row.id for row in library.store.recordings()], library.encoder_id)
     source_ids = np.unique(sources.recording_ids)
-    missing = added = max(0, windows - library.store.counts()["encoders"].get(library.encoder_id, 0))
-    number = library.store.counts()["windows"]  # a fresh path for each synthetic recording, run after run
+    missing = added = max(0, windows - library.store.window_count(library.encoder_id))
+    number = library.store.window_count()  # a fresh path for each synthetic recording, run after run
     while missing > 0:
         batch = []
         for _ in range(min(BATCH_RECORDINGS, -(-missing // SYNTHETIC_WINDOWS))):
@@ -84,7 +84,7 @@ def grow(library: Library, windows: int, seed: int = 0) -> tuple[int, float]:
             number += 1
             missing -= count
         library.store.save_recordings(batch, [], library.encoder_id)
-        print(f"  {library.store.counts()['windows']:,} windows", file=sys.stderr, end="\r")
+        print(f"  {library.store.window_count():,} windows", file=sys.stderr, end="\r")
     print(file=sys.stderr)
     return added, time.perf_counter() - started
 

@@ -20,10 +20,36 @@ def alembic_config(url: str | None = None):
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply every migration up to `revision` on `engine`, in one transaction where the backend allows."""
+    """Apply every migration up to `revision` on `engine` in one transaction: a run killed half-way leaves
+    the database as it was, never a half-made schema."""
     from alembic import command
 
     config = alembic_config()
+    if engine.dialect.name == "sqlite":
+        engine = _transactional_sqlite(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def _transactional_sqlite(engine: Engine) -> Engine:
+    """An engine on the same SQLite file whose transactions include DDL.
+
+    pysqlite commits before every CREATE/ALTER/DROP on its own, so each CREATE TABLE would commit alone.
+    SQLAlchemy's recipe: pysqlite in autocommit mode, and an explicit BEGIN for each transaction. Only the
+    migration uses it, so other writers keep pysqlite's usual transactions.
+    """
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
+
+    migrating = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": 30})
+
+    @event.listens_for(migrating, "connect")
+    def autocommit(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(migrating, "begin")
+    def begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrating

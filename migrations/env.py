@@ -2,7 +2,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from retrieval.store import Base
+from retrieval.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -18,18 +18,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from retrieval.audio import iter_media_files  # noqa: E402
+from retrieval.encoders.cnn import CNNEncoder  # noqa: E402
 from retrieval.encoders.networks import MelCNN  # noqa: E402
 from retrieval.features import FeatureConfig  # noqa: E402
 from retrieval.training import TrainingConfig, train  # noqa: E402
 
 
-def bfloat16_agreement(checkpoint: dict, paths: list[str]) -> float:
+def bfloat16_agreement(trained: CNNEncoder, paths: list[str]) -> float:
     """The lowest cosine between fp32 and bf16 embeddings of the windows of `paths`."""
-    from retrieval.encoders.cnn import CNNEncoder
     from retrieval.ingest import Embedder
     from retrieval.pipeline import PipelineConfig
 
-    encoder = CNNEncoder(checkpoint)
+    encoder = CNNEncoder(trained.checkpoint())
     windower = Embedder(PipelineConfig(), encoder).windower
     features = torch.cat([batch.features for path in paths for batch in windower.file(path)])
     encoder.bfloat16 = False
@@ -66,17 +66,18 @@ def main() -> None:
         if state["step"] == config.steps_per_epoch:
             print(f"epoch {state['epoch']}: loss {state['loss']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    checkpoint, report = train(paths, labels, MelCNN(args.dimension, widths), widths, args.dimension, FeatureConfig(),
-                               config, name="cnn", version="1", progress=progress, log=lambda line: print(line, flush=True))
+    untrained = CNNEncoder.from_network(MelCNN(args.dimension, widths), FeatureConfig(), "untrained", "0", 1.0, {})
+    trained, report = train(untrained, paths, labels, config, name="cnn", version="1", progress=progress,
+                            log=lambda line: print(line, flush=True))
     for epoch in report.epochs:
         print(epoch)
-    agreement = bfloat16_agreement(checkpoint, paths[:200])
-    checkpoint["inference_precision"] = "bf16" if agreement >= 0.999 else "fp32"
-    print(f"bf16 vs fp32 cosine on corpus windows: min {agreement:.5f} -> {checkpoint['inference_precision']}")
+    agreement = bfloat16_agreement(trained, paths[:200])
+    trained.inference_precision = "bf16" if agreement >= 0.999 else "fp32"
+    print(f"bf16 vs fp32 cosine on corpus windows: min {agreement:.5f} -> {trained.inference_precision}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, args.out)
+    trained.save(args.out)
     print(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}), unrelated distance "
-          f"{checkpoint['unrelated_distance']:.3f}; wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) "
+          f"{trained.unrelated_distance:.3f}; wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) "
           f"in {time.perf_counter() - started:.0f} s")
 
 

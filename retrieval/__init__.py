@@ -4,17 +4,40 @@
     library = Library.open("soundalike-library", create=True)
     library.index(["~/recordings"])
     print(library.query("take.m4a", k=10).results[0])
-"""
-from .clustering import Cluster, Clustering
-from .comparison import Comparison, compare, plot_comparison
-from .errors import SoundalikeError
-from .library import Library
-from .pipeline import PipelineConfig
-from .preprocess import PreprocessConfig
-from .projection import LibraryMap, MapPoint
-from .map_render import render_map, render_map_html, render_map_png
-from .results import Hit, IndexReport, LibraryStats, QueryResult, ReferenceMatch, ScoreResult
 
-__all__ = ["Library", "PipelineConfig", "PreprocessConfig", "SoundalikeError", "Hit", "IndexReport",
-           "LibraryStats", "QueryResult", "ReferenceMatch", "ScoreResult", "Cluster", "Clustering", "Comparison",
-           "compare", "plot_comparison", "LibraryMap", "MapPoint", "render_map", "render_map_html", "render_map_png"]
+Names are imported on first use (PEP 562), so `import retrieval.schema` or `retrieval.errors` loads
+neither torch nor the rest of the package.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Library": "library", "PipelineConfig": "pipeline", "PreprocessConfig": "preprocess",
+    "SoundalikeError": "errors", "Hit": "results", "IndexReport": "results", "LibraryStats": "results",
+    "QueryResult": "results", "RebuildReport": "results", "ReferenceMatch": "results", "ScoreResult": "results",
+    "Cluster": "clustering", "Clustering": "clustering", "Comparison": "comparison", "compare": "comparison",
+    "plot_comparison": "comparison", "LibraryMap": "projection", "MapPoint": "projection",
+    "render_map": "map_render", "render_map_html": "map_render", "render_map_png": "map_render",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .clustering import Cluster, Clustering
+    from .comparison import Comparison, compare, plot_comparison
+    from .errors import SoundalikeError
+    from .library import Library
+    from .map_render import render_map, render_map_html, render_map_png
+    from .pipeline import PipelineConfig
+    from .preprocess import PreprocessConfig
+    from .projection import LibraryMap, MapPoint
+    from .results import Hit, IndexReport, LibraryStats, QueryResult, RebuildReport, ReferenceMatch, ScoreResult
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

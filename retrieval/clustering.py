@@ -219,7 +219,7 @@ def cluster_recordings(store: Store, encoder_id: int, encoder_name: str, k: int 
     distance_to_centre = 1.0 - closeness / np.maximum(np.linalg.norm(sums[clusters], axis=1), 1e-12)
     order = np.lexsort((-closeness, clusters))
     medoids = order[np.searchsorted(clusters[order], np.arange(k))]
-    rows = {row["id"]: row for row in store.recordings([int(rid) for rid in recording_ids[medoids]])}
+    rows = {row.id: row for row in store.recordings([int(rid) for rid in recording_ids[medoids]])}
     labels = _labels(store, recording_ids)
     summaries, labelled, in_majority = [], labels != "", 0
     for number in range(k):
@@ -231,7 +231,7 @@ def cluster_recordings(store: Store, encoder_id: int, encoder_name: str, k: int 
             in_majority += int(counts.max())
         medoid = int(recording_ids[medoids[number]])
         summaries.append(Cluster(cluster=number, size=int((clusters == number).sum()), medoid_recording_id=medoid,
-                                 medoid_path=rows[medoid]["path"], majority_label=majority, purity=purity))
+                                 medoid_path=rows[medoid].path, majority_label=majority, purity=purity))
     nmi = ari = purity = None
     if labelled.any():
         nmi = round(normalized_mutual_info(labels[labelled], clusters[labelled]), 4)

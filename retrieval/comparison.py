@@ -23,6 +23,7 @@ from .pipeline import PipelineConfig
 from .preprocess import BandPass
 from .scoring import to_distance, to_score
 from .search import best_placement, thin_windows
+from .windows import Windows
 
 if TYPE_CHECKING:
     from .library import Library
@@ -71,18 +72,17 @@ def compare(a: str | Path, b: str | Path, library: "Library | None" = None) -> C
     hop_s = embedder.pipeline.hop_s
     samples = [load_audio(Path(path), rate) for path in (a, b)]
     # (start_s, end_s, vectors) each; fed in 30 s chunks, as files are when indexed, so memory stays bounded.
-    windows = [embedder.embed_batches(embedder.windower.stream(_chunks(clip, CHUNK_S * rate))) for clip in samples]
-    a_is_short = len(windows[0][0]) <= len(windows[1][0])
+    windows = [Windows(*embedder.embed_batches(embedder.windower.stream(_chunks(clip, CHUNK_S * rate))))
+               for clip in samples]
+    a_is_short = len(windows[0]) <= len(windows[1])
     short, long = (windows[0], windows[1]) if a_is_short else (windows[1], windows[0])
-    short_rows = thin_windows(len(short[0]), max(2, MAX_PAIRS // len(long[0])))
-    long_rows = thin_windows(len(long[0]), max(2, MAX_PAIRS // len(short_rows)))
-    forward = best_placement(short[2][short_rows], short[0][short_rows], short[1][short_rows],
-                             long[2], long[0], long[1], hop_s)
+    short_rows = thin_windows(len(short), max(2, MAX_PAIRS // len(long)))
+    long_rows = thin_windows(len(long), max(2, MAX_PAIRS // len(short_rows)))
+    forward = best_placement(short.select(short_rows), long, hop_s)
     # The same alignment seen from the longer file gives where the overlap starts in the shorter one.
-    backward = best_placement(long[2][long_rows], long[0][long_rows], long[1][long_rows],
-                              short[2], short[0], short[1], hop_s)
+    backward = best_placement(long.select(long_rows), short, hop_s)
     short_start, long_start = backward.start_s, forward.start_s
-    length = min(short[1][-1] - short_start, long[1][-1] - long_start)
+    length = min(short.end_s[-1] - short_start, long.end_s[-1] - long_start)
     a_start, b_start = (short_start, long_start) if a_is_short else (long_start, short_start)
     distance = to_distance(forward.similarity)
     spectrograms = [log_mel_db(clip, embedder.pipeline, embedder.encoder.features) for clip in samples]

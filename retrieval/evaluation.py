@@ -8,6 +8,7 @@ re-encoding, cropping) and queried as new audio; the rate at which the original 
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -15,7 +16,6 @@ import numpy as np
 from .audio import load_audio
 from .errors import SoundalikeError, UsageError
 from .library import Library
-from .store import Recording
 from .training import reencode
 
 TRANSFORMS = ("gain", "noise", "aac", "crop")
@@ -58,19 +58,17 @@ def _summary(label: str, rows: list[tuple[float, float, float]]) -> LabelQuality
 
 def evaluate(library: Library, robustness_clips: int = 100, seed: int = 0) -> EvaluationReport:
     """Leave-one-out metrics over every labelled recording, and the robustness check on a sample."""
-    rows = [row for row in library.store.recordings(where=Recording.status == "indexed") if row["label"] is not None]
-    if len({row["label"] for row in rows}) < 2:
+    indexed = library.recordings()
+    rows = [row for row in indexed if row.label is not None]
+    if len({row.label for row in rows}) < 2:
         raise UsageError("evaluation needs a library with at least two labels (index with --label-from parent)")
-    label_of = {row["id"]: row["label"] for row in library.store.recordings(where=Recording.status == "indexed")}
-    label_sizes: dict[str, int] = {}
-    for row in rows:
-        label_sizes[row["label"]] = label_sizes.get(row["label"], 0) + 1
+    label_of = {row.id: row.label for row in indexed}
+    label_sizes = Counter(row.label for row in rows)
     per_label: dict[str, list] = {}
     for row in rows:
-        windows = library.store.window_vectors([row["id"]], library.encoder_id)
-        hits = [hit for hit in library.search(windows, 11) if hit.recording_id != row["id"]][:10]
-        metrics = ranking_metrics([label_of.get(hit.recording_id) for hit in hits], row["label"], label_sizes[row["label"]] - 1)
-        per_label.setdefault(row["label"], []).append(metrics)
+        hits = [hit for hit in library.search(library.recording_windows(row.id), 11) if hit.recording_id != row.id][:10]
+        metrics = ranking_metrics([label_of.get(hit.recording_id) for hit in hits], row.label, label_sizes[row.label] - 1)
+        per_label.setdefault(row.label, []).append(metrics)
     labels = [_summary(label, values) for label, values in sorted(per_label.items())]
     overall = _summary("overall", [metrics for values in per_label.values() for metrics in values])
     report = EvaluationReport(overall=overall, labels=labels)
@@ -99,18 +97,18 @@ def transform(samples: np.ndarray, sample_rate: int, kind: str, rng: np.random.G
 def robustness(library: Library, clips: int, seed: int = 0) -> tuple[dict[str, float], int]:
     """Top-1 rate of transformed recordings finding their original, per transform and overall."""
     rng = np.random.default_rng(seed)
-    rows = library.store.recordings(where=Recording.status == "indexed")
+    rows = library.recordings()
     sample = [rows[i] for i in sorted(rng.choice(len(rows), size=min(clips, len(rows)), replace=False))]
     rate = library.encoder.features.sample_rate
     found = {kind: [] for kind in TRANSFORMS}
     for row in sample:
         try:
-            samples = load_audio(row["path"], rate)
+            samples = load_audio(row.path, rate)
         except SoundalikeError:
             continue
         for kind in TRANSFORMS:
             hits = library.search(library.embed_samples(transform(samples, rate, kind, rng)), 1)
-            found[kind].append(bool(hits) and hits[0].recording_id == row["id"])
+            found[kind].append(bool(hits) and hits[0].recording_id == row.id)
     rates = {kind: round(float(np.mean(values)), 4) for kind, values in found.items() if values}
     rates["all"] = round(float(np.mean([v for values in found.values() for v in values])), 4) if rates else 0.0
     return rates, len(found["gain"])

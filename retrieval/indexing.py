@@ -89,7 +89,7 @@ def _plan_batch(store: Store, index: VectorIndex | None, media: list[str], label
         stored = known.get(path)
         if stored and stored.size_bytes == stat.st_size and stored.mtime == stat.st_mtime:
             if stored.status == "failed":
-                error = (store.recordings([stored.recording_id]) or [{}])[0].get("error") or "unknown error"
+                error = getattr(store.recording(stored.recording_id), "error", None) or "unknown error"
                 report.failed.append((path, f"unchanged since it failed: {error}"))
             else:
                 report.unchanged += 1
@@ -212,23 +212,3 @@ class Writer:
         if self.checkpoint and self.last_save - self.last_checkpoint >= CHECKPOINT_INTERVAL_S:
             self.checkpoint()
             self.last_checkpoint = time.monotonic()
-
-
-def catch_up(store: Store, encoder_id: int, index: VectorIndex, batch_size: int = 65536) -> tuple[int, int] | None:
-    """Bring a loaded index level with the store by window id: (added, removed), or None if it cannot remove.
-
-    What a killed run leaves is its last checkpoint plus the windows saved after it. Comparing ids costs
-    8 bytes per stored window (80 MB at 10M) and reads only the missing vectors, not all of them.
-    """
-    stored = store.window_ids(encoder_id)
-    held = index.ids()  # IVF indexes keep ids in their lists, not in an IDMap
-    missing = np.setdiff1d(stored, held, assume_unique=True)
-    extra = np.setdiff1d(held, stored, assume_unique=True)
-    try:
-        index.remove(extra)
-    except RuntimeError:  # HNSW cannot remove vectors: the caller rebuilds
-        return None
-    for first in range(0, len(missing), batch_size):
-        windows = store.windows_by_id(list(missing[first: first + batch_size]))
-        index.add(windows.window_ids, windows.vectors)
-    return len(missing), len(extra)

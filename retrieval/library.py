@@ -1,77 +1,68 @@
-"""A library: a folder holding the metadata database and the FAISS index, and what users do with it."""
+"""A library: a folder holding the metadata database and the FAISS index, and what users do with it.
+
+`Library` is a facade: opening and its config checks live here, and each operation is one call into the
+part that owns it: `indexing.py` (planning and writing files), `library_index.py` (the FAISS index and
+the writer lock), `querying.py` (search, references, scores), `training.py`, `clustering.py`, `projection.py`.
+"""
 from __future__ import annotations
 
-import copy
-import fcntl
 import functools
 import os
 import time
-import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
-from index import VectorIndex, build, index_files, needs_rebuild
-from .audio import load_audio
-from .encoders import DEFAULT_ENCODER, Encoder, available_encoders, load_encoder
-from .errors import ConfigMismatchError, IndexFormatError, LibraryNotFoundError, SoundalikeError, UsageError
-from .indexing import MIN_POOL_FILES, PlannedJobs, Writer, catch_up, choose_workers, plan
-from .ingest import EmbeddedFile, Embedder, embed_files
-from .pipeline import PipelineConfig
-from .results import Hit, IndexReport, LibraryStats, QueryResult, ReferenceMatch, ScoreResult
-from .scoring import match_threshold, to_distance, to_score
-from .search import candidate_spans, place_on_recordings, thin_windows
-from .store import Recording, Store, WindowVectors, sqlite_url
 from . import clustering, projection
+from .encoders import DEFAULT_ENCODER, available_encoders, load_encoder
+from .encoding import ActiveEncoder
+from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, UsageError
+from .indexing import MIN_POOL_FILES, PlannedJobs, Writer, choose_workers, plan
+from .ingest import EmbeddedFile, embed_files
+from .library_index import INDEX_DIR, LibraryIndex
+from .pipeline import PipelineConfig
+from .querying import Querying
+from .results import (Hit, IndexReport, LibraryStats, QueryResult, RebuildReport, ReferenceMatch, ScoreResult)
+from .store import RecordingRow, Store, sqlite_url
+from .windows import Windows
 
 DB_FILE = "soundalike.db"
-INDEX_DIR = "index"
 ENCODERS_DIR = "encoders"
 LABEL_SOURCES = ("none", "parent")
-CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
-CANDIDATE_RECORDINGS = 100  # recordings placed in full per query (at least 4k)
 ENGINES = ("local", "ray")
-WRITER_LOCK = ".writer.lock"  # in the index folder: held by the one process writing the library
+
+Progress = Callable[[EmbeddedFile | None, int], None]
 
 
 def writes(method: Callable) -> Callable:
     """Run a Library method that stores vectors or index files under the library's writer lock."""
     @functools.wraps(method)
     def locked(self: "Library", *args, **kwargs):
-        with self._writer_lock():
+        with self.index_files.writer_lock():
             return method(self, *args, **kwargs)
     return locked
 
-Progress = Callable[[EmbeddedFile | None, int], None]
-
 
 class Library:
-    """Recordings indexed with one pipeline and one encoder; open with `Library.open` or `Library.create`."""
+    """Recordings indexed with one pipeline and one encoder; open (or create) one with `Library.open`."""
 
-    def __init__(self, root: Path, store: Store, pipeline: PipelineConfig, encoder: Encoder) -> None:
+    def __init__(self, root: Path, store: Store, pipeline: PipelineConfig, encoder_name: str) -> None:
         self.root = root
         self.store = store
         self.pipeline = pipeline
-        self.encoder = encoder
-        self.embedder = Embedder(pipeline, encoder)
-        self.encoder_id = store.ensure_encoder(encoder.config())
         self.notices: list[str] = []
-        self._index: VectorIndex | None = None
-        self._index_build_id: int | None = None  # the build `_index` was loaded from or saved as
-        self._references: tuple[tuple, WindowVectors, float] | None = None  # (version, windows, threshold)
-        self._writing = False  # holds the writer lock (`_writer_lock`)
-
-    # opening
+        self.active = ActiveEncoder(store, pipeline, encoder_name, root / ENCODERS_DIR)
+        self.index_files = LibraryIndex(root, store, self.active, self.notices.append)
+        self.querying = Querying(store, self.index_files, self.active)
 
     @classmethod
     def open(cls, root: str | Path, db_url: str | None = None, create: bool = False,
              pipeline: PipelineConfig | None = None, encoder: str | None = None) -> "Library":
         """Open the library at `root` (created when `create`); a given pipeline must match the stored one.
 
-        A given `encoder` other than the library's own switches the library to it, re-embedding as needed.
+        `encoder` names the encoder of a new library; an existing one keeps its own (switch with
+        `use_encoder`). Nothing is loaded or embedded here: the encoder loads when first needed.
         """
         root = Path(root).expanduser().resolve()
         url = db_url or sqlite_url(root / DB_FILE)
@@ -93,15 +84,35 @@ class Library:
                                       "index into a new library to use different settings", root)
         else:
             pipeline = PipelineConfig.from_dict(stored_pipeline)
-        stored_encoder = store.get_setting("encoder")
-        if stored_encoder is None:
-            stored_encoder = encoder or DEFAULT_ENCODER
-            store.set_setting("encoder", stored_encoder)
-        library = cls(root, store, pipeline, load_encoder(stored_encoder, root / ENCODERS_DIR))
-        if encoder is not None and encoder != stored_encoder:  # switching re-embeds what the new one lacks
-            library.use_encoder(encoder)
-            library.notices.append(f"switched the library from encoder {stored_encoder} to {encoder}")
-        return library
+        name = store.get_setting("encoder")
+        if name is None:
+            name = encoder or DEFAULT_ENCODER
+            load_encoder(name, root / ENCODERS_DIR)  # an unknown name fails before the library records it
+            store.set_setting("encoder", name)
+        return cls(root, store, pipeline, name)
+
+    def take_notices(self) -> list[str]:
+        """What the library did on its own since the last call (rebuilt or caught up the index, ...)."""
+        taken, self.notices[:] = list(self.notices), []
+        return taken
+
+    # the active encoder
+
+    @property
+    def encoder(self):
+        return self.active.encoder
+
+    @property
+    def encoder_id(self) -> int:
+        return self.active.id
+
+    @property
+    def embedder(self):
+        return self.active.embedder
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return str(self.root / ENCODERS_DIR)
 
     # indexing
 
@@ -121,7 +132,7 @@ class Library:
             raise UsageError(f"unknown --engine {engine!r}; choose one of {', '.join(ENGINES)}")
         report = IndexReport()
         started = time.perf_counter()
-        index = self.vector_index(writable=True) if engine == "local" else None
+        index = self.index_files.current(writable=True) if engine == "local" else None
         jobs = PlannedJobs(plan(self.store, index, paths, label_from, reference, report), progress)
         if engine == "ray":
             from .distributed import embed_on_ray
@@ -130,7 +141,7 @@ class Library:
             planned, workers = choose_workers(jobs, workers)
             results = embed_files(planned, self.embedder, self.checkpoint_dir, workers)
         writer = Writer(self.store, self.encoder_id, index, report,
-                        checkpoint=None if index is None else lambda: self._save_index(index))
+                        checkpoint=None if index is None else lambda: self.index_files.save(index))
         try:
             for result in results:
                 writer.add(result)
@@ -139,138 +150,71 @@ class Library:
         except KeyboardInterrupt:  # keep what was embedded before the interruption
             writer.flush()
             if index is not None:
-                self._save_index(index)
+                self.index_files.save(index)
             raise
         writer.flush()
         if prune:
-            report.pruned = self._prune(index)
-        if index is None or self._outgrown(index):
-            index = self._index = self._build()
-        self._save_index(index)
+            report.pruned = self._remove_where(lambda path: not os.path.exists(path), index)
+        if index is None or self.index_files.outgrown(index):
+            index = self.index_files.build()
+        self.index_files.save(index)
         report.elapsed_s = time.perf_counter() - started
         return report
-
-    def _prune(self, index: VectorIndex | None) -> int:
-        gone = [recording_id for recording_id, path in self.store.all_paths() if not os.path.exists(path)]
-        removed = self.store.remove_recordings(gone)
-        if index is not None:
-            index.remove(removed)
-        return len(gone)
 
     @writes
     def remove(self, paths: Iterable[str | Path]) -> int:
         """Remove the recordings at `paths` (files, or folders: everything under them); returns how many."""
         wanted = [str(Path(path).expanduser().resolve()) for path in paths]
-        doomed = [recording_id for recording_id, path in self.store.all_paths()
-                  if any(path == prefix or path.startswith(prefix.rstrip(os.sep) + os.sep) for prefix in wanted)]
-        index = self.vector_index(writable=True)
-        index.remove(self.store.remove_recordings(doomed))
-        self._save_index(index)
-        return len(doomed)
+        index = self.index_files.current(writable=True)
+        removed = self._remove_where(lambda path: any(
+            path == prefix or path.startswith(prefix.rstrip(os.sep) + os.sep) for prefix in wanted), index)
+        self.index_files.save(index)
+        return removed
 
-    @contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        """One writer per library at a time: a second `index`, `rebuild`, `remove` or `train` fails at once
-        with one line instead of interleaving index builds. The lock goes with its process, even on SIGKILL,
-        so the first writer after a killed one also removes the temporary files it left."""
-        if self._writing:  # train() and open() call use_encoder(), which writes too
-            yield
-            return
-        folder = self.root / INDEX_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / WRITER_LOCK, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SoundalikeError("another soundalike process (index, rebuild, remove or train) is writing this "
-                                      "library; run this again when it has finished", self.root) from None
-            for stale in folder.glob(".*.tmp"):  # a killed writer's half-written files
-                stale.unlink(missing_ok=True)
-            self._writing = True
-            try:
-                yield
-            finally:
-                self._writing = False
-
-    # the index
-
-    def vector_index(self, writable: bool = False) -> VectorIndex:
-        """The FAISS index of the stored vectors, rebuilt from them when its file is missing or unusable.
-
-        Readers get the newest recorded build memory-mapped (only the lists a query probes are read) and
-        check on every call, with one indexed query, that no newer build was recorded since: a server keeps
-        answering while `soundalike index` runs in another process, and switches to its index once that
-        is saved. Files are written before their build is recorded, so a reader never sees a half-written
-        one. A writer (`writable`) gets the index read into memory, and keeps its own until it saves.
-        """
-        current = self._index
-        if current is not None and writable and not current.read_only:
-            return current
-        build = self.store.latest_index_build()
-        if current is not None and not writable and (build is None or build["id"] == self._index_build_id):
-            return current
-        reason = "no index built yet"
-        for _ in range(2):  # a build recorded while loading deletes the files of the one being loaded: retry
-            if build is None:
-                break
-            loaded, reason = self._load_build(build, writable)
-            if loaded is not None:
-                self._index, self._index_build_id = loaded, build["id"]
-                return loaded
-            newer = self.store.latest_index_build()
-            if newer is None or newer["id"] == build["id"]:
-                break
-            build = newer
-        if build is not None or self.store.counts()["encoders"].get(self.encoder_id, 0):
-            self.notices.append(f"rebuilt the index from stored vectors: {reason}")
-        self._index, self._index_build_id = self._build(), None if build is None else build["id"]
-        return self._index
-
-    def _load_build(self, build: dict, writable: bool) -> tuple[VectorIndex | None, str]:
-        """The index of a recorded build, level with the stored vectors; or None and why not."""
-        path = self.root / INDEX_DIR / build["file_name"]
-        try:
-            index, header = VectorIndex.load(path, mmap=not writable)
-            if header.get("file_name") != build["file_name"] or header.get("encoder") != self.encoder.config():
-                return None, "index file belongs to another build"
-            expected = self.store.counts()["encoders"].get(self.encoder_id, 0)
-            last = self.store.last_window_id(self.encoder_id)
-            # A killed or running `index`: catch up in memory (a mapped index is read-only). Replaced windows
-            # get new ids, so equal counts with another last id mean other windows.
-            if index.count != expected or header.get("last_window_id", last) != last:
-                index = index if not index.read_only else VectorIndex.load(path)[0]
-                if not self._caught_up(index):
-                    return None, f"index holds {index.count} vectors, the database {expected}"
-            return index, ""
-        except IndexFormatError as error:
-            return None, str(error)
-
-    def _caught_up(self, index: VectorIndex) -> bool:
-        """Whether an index left behind by a killed `index` run was brought level with the stored vectors."""
-        changed = catch_up(self.store, self.encoder_id, index)
-        if changed is not None:
-            self.notices.append(f"updated the index from stored vectors: {changed[0]} added, {changed[1]} removed")
-        return changed is not None
+    def _remove_where(self, doomed: Callable[[str], bool], index) -> int:
+        chosen = [recording_id for recording_id, path in self.store.all_paths() if doomed(path)]
+        if index is not None:
+            index.remove(self.store.remove_recordings(chosen))
+        else:
+            self.store.remove_recordings(chosen)
+        return len(chosen)
 
     @writes
-    def rebuild(self, reembed: bool = False, progress: Progress | None = None) -> IndexReport:
-        """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first."""
-        started = time.perf_counter()
-        report = self._reembed(self.store.recordings(where=Recording.status == "indexed"), progress) \
-            if reembed else IndexReport()
-        self._index = self._build()
-        self._save_index(self._index)
-        report.elapsed_s = time.perf_counter() - started
-        return report
+    def rebuild(self, reembed: bool = False, index_factory: str | None = None,
+                progress: Progress | None = None) -> RebuildReport:
+        """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first.
 
-    def _reembed(self, recordings: list[dict], progress: Progress | None) -> IndexReport:
+        `index_factory` (a FAISS index_factory string, or "auto") is checked against the stored vectors
+        first and kept for later builds.
+        """
+        started = time.perf_counter()
+        if index_factory is not None:  # checked before anything is re-embedded
+            self.index_files.set_factory(index_factory, now=True)
+        reembedded = self._reembed(self.store.indexed_recordings(), progress) if reembed else None
+        if index_factory is not None:
+            self.index_files.set_factory(index_factory, now=True)
+        index = self.index_files.rebuild()
+        return RebuildReport(index_type=index.factory, vectors=index.count,
+                             elapsed_s=round(time.perf_counter() - started, 3), reembedded=reembedded)
+
+    def set_index_factory(self, factory: str | None) -> None:
+        """Build this library's index with FAISS index_factory string `factory` from the next build on
+        (e.g. "HNSW32", "IVF4096,PQ64x4fs,RFlat"); None or "auto" returns to the size policy."""
+        self.index_files.set_factory(factory)
+
+    def vector_index(self, writable: bool = False):
+        """The FAISS index of the stored vectors (library_index.py)."""
+        return self.index_files.current(writable)
+
+    def _reembed(self, recordings: list[RecordingRow], progress: Progress | None) -> IndexReport:
         """Embed recordings again from their files with the current encoder; failures keep their old vectors."""
         report = IndexReport()
-        jobs = [(row["path"], {key: row[key] for key in ("path", "size_bytes", "mtime", "content_hash")})
-                for row in recordings]
+        started = time.perf_counter()
+        jobs = [(row.path, row.metadata) for row in recordings]
         if progress:
             progress(None, len(jobs))
-        for result in embed_files(jobs, self.embedder, self.checkpoint_dir, 1 if len(jobs) < MIN_POOL_FILES else None):
+        workers = 1 if len(jobs) < MIN_POOL_FILES else None
+        for result in embed_files(jobs, self.embedder, self.checkpoint_dir, workers):
             if result.error:
                 report.failed.append((result.path, result.error))
             else:
@@ -279,99 +223,33 @@ class Library:
                 report.audio_s += result.duration_s
             if progress:
                 progress(result, len(jobs))
+        report.elapsed_s = time.perf_counter() - started
         return report
 
     # encoders
 
-    @property
-    def checkpoint_dir(self) -> str:
-        return str(self.root / ENCODERS_DIR)
-
     def encoders(self) -> list[dict]:
         """Every encoder this library can use, which one is active, and how many vectors each has stored."""
-        counts = self.store.counts()["encoders"]
-        stored = {(row["name"], row["version"]): row for row in self.store.encoders()}
+        counts = self.store.window_counts()
+        stored = {row.name: row for row in self.store.encoders()}  # newest registration of each name
         listed = []
         for name in available_encoders(self.checkpoint_dir):
-            encoder = self.encoder if name == self.encoder.name else load_encoder(name, self.checkpoint_dir)
-            row = stored.get((encoder.name, encoder.version))
-            listed.append({"name": name, "version": encoder.version, "dimension": encoder.dimension,
-                           "active": name == self.encoder.name, "vectors": counts.get(row["id"], 0) if row else 0})
+            row = stored.get(name)
+            config = row.config if row else load_encoder(name, self.checkpoint_dir).config()
+            listed.append({"name": name, "version": config["version"], "dimension": config["dimension"],
+                           "active": name == self.active.name, "vectors": counts.get(row.id, 0) if row else 0})
         return listed
 
     @writes
     def use_encoder(self, name: str, progress: Progress | None = None) -> IndexReport:
-        """Switch to encoder `name`, re-embedding the recordings it has no vectors for, and rebuild the index."""
-        encoder = load_encoder(name, self.checkpoint_dir)
-        self.store.set_setting("encoder", name)
-        self.encoder, self.embedder = encoder, Embedder(self.pipeline, encoder)
-        self.encoder_id = self.store.ensure_encoder(encoder.config())
-        started = time.perf_counter()
-        report = self._reembed(self.store.recordings_not_embedded_by(self.encoder_id), progress)
-        self._index = self._build()
-        self._save_index(self._index)
-        report.elapsed_s = time.perf_counter() - started
-        return report
+        """Switch to encoder `name`, re-embedding the recordings it has no vectors for, and rebuild the index.
 
-    def _build(self) -> VectorIndex:
-        """An index of the stored vectors: the size policy's type (index/policy.py) or the library's factory."""
-        count = self.store.counts()["encoders"].get(self.encoder_id, 0)
-        factory = self.store.get_setting("index_factory")
-        try:
-            return build(self.encoder.dimension, self.store.iter_vectors(self.encoder_id), count,
-                         self.root / INDEX_DIR, factory=factory)
-        except IndexFormatError as error:
-            if factory is None:
-                raise
-            self.notices.append(f"{error.reason}; built the size policy's index until then")
-            index = build(self.encoder.dimension, self.store.iter_vectors(self.encoder_id), count, self.root / INDEX_DIR)
-            index.build_info["fallback_from"] = factory  # tried again once the library has doubled
-            return index
-
-    def _outgrown(self, index: VectorIndex) -> bool:
-        """Whether the index type no longer suits the library: another `--index-factory`, or its size moved
-        REBUILD_MARGIN past a policy threshold (index/policy.py). Adds within a tier go into the trained index."""
-        wanted = self.store.get_setting("index_factory")
-        if wanted:
-            info = index.build_info
-            waiting = info.get("fallback_from") == wanted and index.count < 2 * info.get("built_for", 0)
-            changed = index.factory != wanted and not waiting
-        else:
-            changed = needs_rebuild(index.factory, index.count, self.encoder.dimension)
-        if changed:
-            self.notices.append(f"rebuilt the index for {index.count} vectors (was {index.factory})")
-        return changed
-
-    def set_index_factory(self, factory: str | None) -> None:
-        """Build this library's index with FAISS index_factory string `factory` from the next build on
-        (e.g. "HNSW32", "IVF4096,PQ64x4fs,RFlat"); None or "auto" returns to the size policy."""
-        factory = None if factory in (None, "", "auto") else factory.strip()
-        if factory is not None:
-            try:
-                VectorIndex(self.encoder.dimension, factory)
-            except IndexFormatError as error:
-                raise UsageError(f"--index-factory: {error.reason}") from None
-        self.store.set_setting("index_factory", factory)
-
-    def _save_index(self, index: VectorIndex) -> None:
-        """Write the index under a fresh name, then record the build; files of older builds are removed after.
-
-        Readers find the file through the newest build row, so they never see a half-written index; one that
-        still maps an older build's files keeps them until it lets go (POSIX unlink).
+        Vectors of the previous encoder stay stored, so switching back re-embeds nothing.
         """
-        folder = self.root / INDEX_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"index-{uuid.uuid4().hex[:16]}"
-        file_name = f"{stem}.faiss"
-        held = index.ids()
-        index.save(folder / file_name, {"file_name": file_name, "encoder": self.encoder.config(),
-                                        "last_window_id": int(held.max()) if len(held) else None})
-        self._index_build_id = self.store.add_index_build(self.encoder_id, index.factory, index.count, file_name,
-                                                          dict(index.search_params, build=index.build_info))
-        keep = {path.name for path in index_files(folder / file_name)}
-        for old in folder.glob("index-*"):
-            if old.name not in keep:
-                old.unlink(missing_ok=True)
+        self.active.switch(name)
+        report = self._reembed(self.store.recordings_not_embedded_by(self.encoder_id), progress)
+        self.index_files.rebuild()
+        return report
 
     @writes
     def train(self, epochs: int | None = None, supervised: bool = False, progress: Callable[[dict], None] | None = None,
@@ -384,8 +262,8 @@ class Library:
         from .encoders.cnn import CNNEncoder
         from .training import TrainingConfig, train
 
-        rows = self.store.recordings(where=Recording.status == "indexed")
-        if supervised and len({row["label"] for row in rows if row["label"]}) < 2:
+        rows = self.store.indexed_recordings()
+        if supervised and len({row.label for row in rows if row.label}) < 2:
             raise UsageError("--supervised needs labels: index with --label-from parent (two labels at least)")
         start = self.encoder if isinstance(self.encoder, CNNEncoder) else load_encoder("cnn")
         config = TrainingConfig(supervised=supervised, **({"epochs": epochs} if epochs else {}), **settings)
@@ -393,149 +271,87 @@ class Library:
         folder.mkdir(parents=True, exist_ok=True)
         number = 1 + sum(1 for _ in folder.glob("cnn-trained-*.pt"))
         name = f"cnn-trained-{number}"
-        checkpoint, report = train([row["path"] for row in rows], [row["label"] for row in rows], copy.deepcopy(start.network),
-                                   start.widths, start.dimension, start.features, config, name=name,
-                                   version=f"{start.name}+{number}", window_s=self.pipeline.window_s,
-                                   progress=progress)
-        import torch
-        temporary = folder / f".{name}.pt.tmp"
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, folder / f"{name}.pt")
+        trained, report = train(start, [row.path for row in rows], [row.label for row in rows], config, name=name,
+                                version=f"{start.name}+{number}", window_s=self.pipeline.window_s, progress=progress)
+        trained.save(folder / f"{name}.pt")
         return report, self.use_encoder(name, reembed_progress)
 
-    # querying
-
-    def embed_query(self, path: str | Path) -> tuple[float, WindowVectors]:
-        """Decode and embed a query file with the library's pipeline: (duration_s, its windows)."""
-        samples = load_audio(Path(path), self.encoder.features.sample_rate)
-        return len(samples) / self.encoder.features.sample_rate, self.embed_samples(samples)
-
-    def embed_samples(self, samples: np.ndarray) -> WindowVectors:
-        """Windows of mono float32 audio at the encoder's sample rate, embedded with the library's pipeline."""
-        start_s, end_s, vectors = self.embedder.embed_samples(samples)
-        ids = np.full(len(start_s), -1, dtype=np.int64)
-        return WindowVectors(ids, ids, start_s, end_s, vectors)
+    # querying (querying.py, search.py)
 
     def query(self, path: str | Path, k: int = 10) -> QueryResult:
         """The k recordings most similar to the audio file at `path`, best first, and its nearest reference."""
-        if k < 1:
-            raise UsageError(f"-k must be at least 1, not {k}")
-        duration_s, query = self.embed_query(path)
-        hits = self.search(query, k)
-        return QueryResult(query=str(Path(path).resolve()), duration_s=round(duration_s, 3), results=hits,
-                           reference=self._nearest_reference(query))
+        return self.querying.query(path, k)
 
     def neighbours(self, recording_id: int, k: int = 10) -> QueryResult:
         """The k recordings most similar to a stored one (itself left out), from its stored vectors: nothing decoded."""
-        if k < 1:
-            raise UsageError(f"-k must be at least 1, not {k}")
-        rows = self.store.recordings([recording_id])
-        if not rows:
-            raise UsageError(f"no recording with id {recording_id}")
-        windows = self.store.window_vectors([recording_id], self.encoder_id)
-        if not len(windows.recording_ids):
-            return QueryResult(query=rows[0]["path"], duration_s=rows[0]["duration_s"] or 0.0, results=[], reference=None)
-        others = [hit for hit in self.search(windows, k + 1) if hit.recording_id != recording_id][:k]
-        return QueryResult(query=rows[0]["path"], duration_s=round(rows[0]["duration_s"] or 0.0, 3),
-                           results=[replace(hit, rank=rank) for rank, hit in enumerate(others, start=1)],
-                           reference=self._nearest_reference(windows, exclude=recording_id))
+        return self.querying.neighbours(recording_id, k)
 
-    def search(self, query: WindowVectors, k: int) -> list[Hit]:
-        """The k recordings whose best time-aligned placement matches the query windows best.
+    def search(self, query: Windows, k: int) -> list[Hit]:
+        """The k recordings whose best time-aligned placement matches the query windows best."""
+        return self.querying.search(query, k)
 
-        Two stages: the index finds each query window's nearest stored windows; the recordings they belong
-        to are ranked by a vote (per query window, its best neighbour in the recording), and the first
-        `max(CANDIDATE_RECORDINGS, 4k)` are placed (search.py) on their windows around the neighbours.
-        """
-        index = self.vector_index()
-        rows = thin_windows(len(query.vectors))
-        similarities, window_ids = index.search(query.vectors[rows], CANDIDATE_WINDOWS + k)
-        known, recording_ids, start_s = self.store.window_positions(window_ids[window_ids >= 0])
-        if not len(known):
-            return []
-        found = np.isin(window_ids, known)
-        where = np.searchsorted(known, window_ids[found])
-        candidates, low_s, high_s = candidate_spans(np.nonzero(found)[0], similarities[found], recording_ids[where],
-                                                    start_s[where], max(CANDIDATE_RECORDINGS, 4 * k))
-        reach = float(query.end_s[-1] - query.start_s[0]) + self.pipeline.hop_s  # a whole query either side
-        windows = self.store.windows_in_spans(candidates, low_s - reach, high_s + reach, self.encoder_id)
-        placements = place_on_recordings(query, windows, self.pipeline.hop_s)
-        ranked = sorted(placements.items(), key=lambda item: (-item[1].similarity, item[0]))[:k]
-        rows_by_id = {row["id"]: row for row in self.store.recordings([rid for rid, _ in ranked])}
-        hits = []
-        for rank, (recording_id, placement) in enumerate(ranked, start=1):
-            row = rows_by_id[recording_id]
-            distance = to_distance(placement.similarity)
-            hits.append(Hit(rank=rank, path=row["path"], recording_id=recording_id, label=row["label"],
-                            start_s=round(placement.start_s, 3), end_s=round(placement.end_s, 3),
-                            distance=round(distance, 6), similarity=round(placement.similarity, 6),
-                            score=to_score(distance, self.encoder.unrelated_distance)))
-        return hits
+    def embed_file(self, path: str | Path) -> tuple[float, Windows]:
+        """Decode and embed an audio file with the library's pipeline: (duration_s, its windows)."""
+        return self.querying.embed_file(path)
 
-    def references(self) -> tuple[WindowVectors, float]:
-        """The reference recordings' windows and their calibrated match threshold, cached until either changes."""
-        version = (self.encoder_id, *self.store.references_version())
-        if self._references is None or self._references[0] != version:
-            windows = self.store.reference_vectors(self.encoder_id)
-            self._references = (version, windows, self.reference_threshold(windows))
-        return self._references[1], self._references[2]
+    def embed_samples(self, samples: np.ndarray) -> Windows:
+        """Windows of mono float32 audio at the encoder's sample rate, embedded with the library's pipeline."""
+        return self.querying.embed_samples(samples)
 
-    def _nearest_reference(self, query: WindowVectors, exclude: int | None = None) -> ReferenceMatch | None:
-        references, threshold = self.references()
-        if exclude is not None:
-            references = references.select(references.recording_ids != exclude)
-        if not len(references.recording_ids):
-            return None
-        placements = place_on_recordings(query, references, self.pipeline.hop_s)
-        recording_id, placement = max(placements.items(), key=lambda item: (item[1].similarity, -item[0]))
-        row = self.store.recordings([recording_id])[0]
-        distance = to_distance(placement.similarity)
-        return ReferenceMatch(path=row["path"], recording_id=recording_id, label=row["label"],
-                              distance=round(distance, 6), score=to_score(distance, self.encoder.unrelated_distance),
-                              match=bool(distance <= threshold), start_s=round(placement.start_s, 3),
-                              end_s=round(placement.end_s, 3), threshold=round(threshold, 6))
+    def recording_windows(self, recording_id: int) -> Windows:
+        """A stored recording's windows by the active encoder."""
+        return self.querying.stored_windows(recording_id)
 
-    def reference_threshold(self, references: WindowVectors | None = None) -> float:
+    def nearest_reference(self, query: Windows, exclude: int | None = None) -> ReferenceMatch | None:
+        """The reference sample a query's windows match best, with its score and whether it is a match."""
+        return self.querying.nearest_reference(query, exclude)
+
+    def reference_threshold(self) -> float:
         """The match threshold calibrated on distances between the library's reference recordings."""
-        references = references if references is not None else self.store.reference_vectors(self.encoder_id)
-        ids = np.unique(references.recording_ids)[:200]  # a sample bounds the cost for huge reference sets
-        labels = {row["id"]: row["label"] for row in self.store.recordings(list(ids))}
-        distances, same = [], []
-        for position, first in enumerate(ids):
-            own = references.select(references.recording_ids == first)
-            for second, placement in place_on_recordings(own, references, self.pipeline.hop_s).items():
-                if second > first and second in labels:
-                    distances.append(to_distance(placement.similarity))
-                    same.append(labels[first] is not None and labels[first] == labels[second])
-        return match_threshold(np.array(distances, dtype=np.float64), np.array(same, dtype=bool),
-                               self.encoder.unrelated_distance)
+        return self.querying.references()[1]
 
     def score(self, paths: Iterable[str | Path] | None = None) -> list[ScoreResult]:
         """Each take's nearest reference, best first; with no paths, every non-reference recording's."""
-        results = []
-        if paths is None:
-            takes = self.store.recordings(where=(Recording.is_reference.is_(False)) & (Recording.status == "indexed"))
-            for row in takes:
-                windows = self.store.window_vectors([row["id"]], self.encoder_id)
-                results.append(ScoreResult(take=row["path"], duration_s=row["duration_s"] or 0.0,
-                                           recording_id=row["id"], label=row["label"],
-                                           reference=self._nearest_reference(windows, exclude=row["id"])))
-        else:
-            for path in paths:
-                duration_s, query = self.embed_query(path)
-                results.append(ScoreResult(take=str(Path(path).resolve()), duration_s=round(duration_s, 3),
-                                           recording_id=None, label=None, reference=self._nearest_reference(query)))
-        return sorted(results, key=lambda item: item.reference.distance if item.reference else np.inf)
+        return self.querying.score(paths)
 
-    # exploring: clusters and a map (retrieval/clustering.py, retrieval/projection.py)
+    # what the library holds
+
+    def recording(self, recording_id: int) -> RecordingRow | None:
+        """One stored recording by id, or None."""
+        return self.store.recording(recording_id)
+
+    def recordings(self) -> list[RecordingRow]:
+        """Every indexed recording, by id."""
+        return self.store.indexed_recordings()
+
+    def recording_page(self, offset: int, limit: int, text: str | None = None) -> tuple[int, list[RecordingRow]]:
+        """(how many recordings match `text` in path or label, one page of them by id)."""
+        return self.store.recording_page(offset, limit, text)
+
+    def stats(self) -> LibraryStats:
+        """What the library holds: counts, hours, labels, failures, encoder, pipeline and index."""
+        summary = self.store.summary()
+        build = self.store.latest_index_build()
+        index = None if build is None else {
+            "type": build.index_type, "vectors": build.vector_count,
+            "built_at": build.created_at.isoformat(timespec="seconds"),
+            "search_params": {key: value for key, value in build.params.items() if key != "build"},
+            "factory_setting": self.store.get_setting("index_factory") or "auto"}
+        return LibraryStats(
+            library=str(self.root), recordings=summary.recordings, windows=self.store.window_count(self.encoder_id),
+            hours=round(summary.seconds / 3600, 4), labels=summary.labels, references=summary.references,
+            failures=[{"path": path, "error": error} for path, error in summary.failures],
+            encoder=self.active.config, pipeline=self.pipeline.to_dict(), index=index)
+
+    # exploring: clusters and a map (clustering.py, projection.py)
 
     def cluster(self, k: int | None = None, seed: int = 0) -> clustering.Clustering:
         """Group the recordings with spherical k-means (k=None: chosen by silhouette); stores the assignment."""
-        return clustering.cluster_recordings(self.store, self.encoder_id, self.encoder.name, k, seed)
+        return clustering.cluster_recordings(self.store, self.encoder_id, self.active.name, k, seed)
 
-    def cluster_assignments(self) -> dict[int, int]:
-        """recording id -> cluster, from the stored latest clustering."""
-        return self.store.cluster_assignments()
+    def cluster_assignments(self, recording_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """recording id -> cluster, from the stored latest clustering (of the given recordings, or all)."""
+        return self.store.cluster_assignments(recording_ids)
 
     def stored_clustering(self) -> clustering.Clustering | None:
         """The latest clustering's summary as computed, without recomputing it (None if never clustered)."""
@@ -548,23 +364,6 @@ class Library:
     def stored_map(self, method: str | None = None) -> projection.LibraryMap | None:
         """The stored map of `method` (default: the latest computed), with current labels and clusters."""
         return projection.stored_map(self.store, method)
-
-    # what the library holds
-
-    def stats(self) -> LibraryStats:
-        summary = self.store.summary()
-        build = self.store.latest_index_build()
-        return LibraryStats(
-            library=str(self.root), recordings=summary["recordings"],
-            windows=self.store.counts()["encoders"].get(self.encoder_id, 0),
-            hours=round(summary["seconds"] / 3600, 4), labels=summary["labels"], references=summary["references"],
-            failures=summary["failures"],
-            encoder=self.encoder.config(), pipeline=self.pipeline.to_dict(),
-            index=None if build is None else {"type": build["index_type"], "vectors": build["vector_count"],
-                                               "built_at": build["created_at"].isoformat(timespec="seconds"),
-                                               "search_params": {key: value for key, value in build["params"].items()
-                                                                 if key != "build"},
-                                               "factory_setting": self.store.get_setting("index_factory") or "auto"})
 
 
 def describe_pipeline(pipeline: PipelineConfig) -> str:

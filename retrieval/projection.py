@@ -95,6 +95,6 @@ def stored_map(store: Store, method: str | None = None) -> LibraryMap | None:
     rows = store.map_points(method)
     if not rows:
         return None
-    points = [MapPoint(recording_id=rid, path=path, label=label, cluster=cluster, is_reference=bool(reference),
-                       x=round(x, 6), y=round(y, 6)) for rid, path, label, reference, cluster, x, y in rows]
+    points = [MapPoint(recording_id=row.recording_id, path=row.path, label=row.label, cluster=row.cluster,
+                       is_reference=row.is_reference, x=round(row.x, 6), y=round(row.y, 6)) for row in rows]
     return LibraryMap(method=method, points=points, created_at=latest.get("created_at", {}).get(method, ""))

@@ -81,6 +81,21 @@ class IndexReport:
 
 
 @dataclass
+class RebuildReport:
+    """What `rebuild` built: the index type and size, and what re-embedding did first (`--reembed`)."""
+
+    index_type: str
+    vectors: int
+    elapsed_s: float
+    reembedded: IndexReport | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["reembedded"] = None if self.reembedded is None else self.reembedded.to_dict()
+        return data
+
+
+@dataclass
 class LibraryStats:
     """What a library holds."""
 

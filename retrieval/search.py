@@ -1,4 +1,4 @@
-"""Matching a query's windows against a recording's windows: the best time-aligned placement.
+"""Matching: which stored recordings a query's windows match best, and where. Pure functions over arrays.
 
 A query and a recording are each a sequence of window vectors on a grid of `hop_s`. For every offset of
 one against the other, the windows that overlap are paired, each pair scoring its cosine similarity
@@ -7,8 +7,11 @@ similarity is the sum over pairs divided by the number of windows of the shorter
 short query must match *somewhere* inside a long recording in full, and a long query containing a
 short recording scores by how well that whole recording matches. Identical audio scores 1.0.
 
-Which recordings are placed: `candidate_spans` ranks the recordings of the index's nearest windows by
-their votes, and says where in each the neighbours lie, so that only those stretches are read.
+A search runs in two stages over what the index and the store hand it (`querying.py` fetches):
+1. `vote`: the index's nearest stored windows of each (thinned) query window vote for their recordings;
+   the best voted are the candidates, each with the stretch where its neighbours lie (`spans`).
+2. `rerank`: the candidates' windows in those stretches are placed against the whole query and ranked
+   by their placement's similarity.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from .store import WindowVectors
+from .windows import StoredWindows, WindowPositions, Windows
 
 MAX_QUERY_WINDOWS = 64  # longer queries are matched on this many evenly spaced windows
 PLACEMENT_CELLS = 1 << 21  # (query window x offset) cells scored at once: bounds memory for long queries
@@ -32,6 +35,15 @@ class Placement:
     end_s: float
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """Recordings voted for by a query's neighbours, best first, with where in each the neighbours lie."""
+
+    recording_ids: np.ndarray  # (c,) int64
+    low_s: np.ndarray  # (c,) earliest neighbour start
+    high_s: np.ndarray  # (c,) latest neighbour start
+
+
 def grid_positions(start_s: np.ndarray, hop_s: float) -> np.ndarray:
     """Window starts (seconds) -> integer grid steps from the first window."""
     return np.rint((start_s - start_s[0]) / hop_s).astype(np.int64)
@@ -42,15 +54,26 @@ def thin_windows(count: int, limit: int = MAX_QUERY_WINDOWS) -> np.ndarray:
     return np.arange(count) if count <= limit else np.unique(np.linspace(0, count - 1, limit).round().astype(int))
 
 
-def candidate_spans(rows: np.ndarray, similarities: np.ndarray, recording_ids: np.ndarray, start_s: np.ndarray,
-                    limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The `limit` recordings best voted for by a query's neighbours, and where in each they were found.
+def vote(similarities: np.ndarray, neighbour_ids: np.ndarray, positions: WindowPositions, limit: int) -> Candidates:
+    """The `limit` recordings best voted for by the index's neighbours of each query window.
 
-    Each neighbour is (query row, similarity, its recording, its start). A recording's vote sums, over the
-    query rows, the best similarity among its neighbours: many query windows finding one recording count
-    more than one window finding it well. Returns (recording ids, earliest and latest neighbour start
-    in each), best voted first, ties to the lower id.
+    `similarities` and `neighbour_ids` are the index's (query rows x k) answer (id -1: no neighbour);
+    `positions` where the stored ones among them lie (neighbours the store no longer holds are ignored).
+    A recording's vote sums, over the query rows, the best similarity among its neighbours: many query
+    windows finding one recording count more than one window finding it well. Ties go to the lower id.
     """
+    found = np.isin(neighbour_ids, positions.window_ids)
+    where = np.searchsorted(positions.window_ids, neighbour_ids[found])
+    rows = np.nonzero(found)[0]
+    return candidate_spans(rows, similarities[found], positions.recording_ids[where], positions.start_s[where], limit)
+
+
+def candidate_spans(rows: np.ndarray, similarities: np.ndarray, recording_ids: np.ndarray, start_s: np.ndarray,
+                    limit: int) -> Candidates:
+    """`vote` over neighbours given as (query row, similarity, its recording, its start), one entry each."""
+    if not len(rows):
+        empty = np.zeros(0)
+        return Candidates(empty.astype(np.int64), empty, empty)
     order = np.lexsort((-similarities, recording_ids, rows))  # best neighbour first per (row, recording)
     rows, similarities, recording_ids = rows[order], similarities[order], recording_ids[order]
     firsts = np.r_[True, (np.diff(rows) != 0) | (np.diff(recording_ids) != 0)]
@@ -62,20 +85,34 @@ def candidate_spans(rows: np.ndarray, similarities: np.ndarray, recording_ids: n
     high = np.full(len(candidates), -np.inf)
     np.minimum.at(low, inverse, starts)
     np.maximum.at(high, inverse, starts)
-    return candidates[chosen], low[chosen], high[chosen]
+    return Candidates(candidates[chosen], low[chosen], high[chosen])
 
 
-def best_placement(query_vectors: np.ndarray, query_start_s: np.ndarray, query_end_s: np.ndarray,
-                   vectors: np.ndarray, start_s: np.ndarray, end_s: np.ndarray, hop_s: float,
-                   slack: int = 1) -> Placement:
+def spans(candidates: Candidates, query: Windows, hop_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(recording ids, from_s, to_s): the stretch of each candidate to place the query on, a whole query
+    length either side of its neighbours, so that every alignment the neighbours suggest is inside."""
+    reach = float(query.end_s[-1] - query.start_s[0]) + hop_s
+    return candidates.recording_ids, candidates.low_s - reach, candidates.high_s + reach
+
+
+def rerank(query: Windows, windows: StoredWindows, hop_s: float, k: int) -> list[tuple[int, Placement]]:
+    """The k recordings among `windows` whose best placement matches the query best, best first (ties: lower id)."""
+    placements = place_on_recordings(query, windows, hop_s)
+    return sorted(placements.items(), key=lambda item: (-item[1].similarity, item[0]))[:k]
+
+
+def nearest(query: Windows, windows: StoredWindows, hop_s: float) -> tuple[int, Placement] | None:
+    """The recording among `windows` that the query matches best (ties: lower id), or None when empty."""
+    ranked = rerank(query, windows, hop_s, 1)
+    return ranked[0] if ranked else None
+
+
+def best_placement(query: Windows, recording: Windows, hop_s: float, slack: int = 1) -> Placement:
     """The best-aligned placement of a query (n windows) on one recording (m windows); vectors unit length."""
-    query_ids, ids = np.zeros(len(query_vectors), dtype=np.int64), np.zeros(len(vectors), dtype=np.int64)
-    query = WindowVectors(query_ids, query_ids, np.asarray(query_start_s), np.asarray(query_end_s), query_vectors)
-    windows = WindowVectors(ids, ids, np.asarray(start_s), np.asarray(end_s), vectors)
-    return place_on_recordings(query, windows, hop_s, slack)[0]
+    return place_on_recordings(query, StoredWindows.single(recording), hop_s, slack)[0]
 
 
-def place_on_recordings(query: WindowVectors, windows: WindowVectors, hop_s: float,
+def place_on_recordings(query: Windows, windows: StoredWindows, hop_s: float,
                         slack: int = 1) -> dict[int, Placement]:
     """The best placement of the query on each recording among `windows` (ordered by recording, then time).
 
@@ -100,7 +137,7 @@ def place_on_recordings(query: WindowVectors, windows: WindowVectors, hop_s: flo
     return placements
 
 
-def _place_group(query: WindowVectors, windows: WindowVectors, steps: np.ndarray, query_steps: np.ndarray,
+def _place_group(query: Windows, windows: StoredWindows, steps: np.ndarray, query_steps: np.ndarray,
                  hop_s: float, slack: int) -> dict[int, Placement]:
     """place_on_recordings for windows few enough to score in one table."""
     n = len(query.vectors)

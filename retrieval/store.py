@@ -1,134 +1,38 @@
 """The metadata store: recordings, their windows and vectors, encoders and index builds, via SQLAlchemy 2.
 
-Hot paths use Core statements over many rows at once (bulk inserts, batched lookups), never an ORM
-object per row. The schema is owned by the Alembic migrations in `migrations/`, applied on open.
+Callers get typed rows (`RecordingRow`, `IndexBuildRow`, ...) and named queries (`indexed_recordings()`,
+`takes()`, ...); no SQLAlchemy expression leaves this module. Hot paths use Core statements over many
+rows at once (bulk inserts, batched lookups), never an ORM object per row. The schema (`schema.py`) is
+owned by the Alembic migrations in `migrations/`, applied on open.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint, and_, bindparam, create_engine, delete, event, func, insert, or_, select, text,
-                        update)
+from sqlalchemy import and_, bindparam, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .errors import SoundalikeError
+from .schema import (SCHEMA_REVISION, ClusterAssignment, EncoderRecord, IndexBuild, MapCoordinate, Recording, Setting,
+                     Window, utcnow)
+from .windows import StoredWindows, WindowPositions
 
-#: The Alembic revision this code writes; `Store.open` upgrades any older database to it.
-SCHEMA_REVISION = "0003"
-#: SQLite integer keys must be plain INTEGER to alias the rowid (auto-increment); PostgreSQL gets BIGINT.
-Key = BigInteger().with_variant(Integer(), "sqlite")
+__all__ = ["SCHEMA_REVISION", "EncoderRow", "IndexBuildRow", "MapPointRow", "RecordingRow", "Store", "StoredFile",
+           "Summary", "sqlite_url"]
+
 LOOKUP_BATCH = 500  # ids per IN (...) clause, well under every backend's parameter limit
 SPANS_PER_QUERY = 100  # (recording, from, to) spans per statement: 300 parameters
 #: Columns a new recording's metadata may leave out (bulk inserts need the same keys in every row).
 _NEW_RECORDING = {"content_hash": None, "duration_s": None, "sample_rate": None, "channels": None, "codec": None,
                   "label": None, "is_reference": False, "error": None}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Setting(Base):
-    """Library-wide configuration as JSON values (pipeline, active encoder)."""
-
-    __tablename__ = "settings"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-class EncoderRecord(Base):
-    """An encoder (name, version) that produced vectors in this library, with its full config."""
-
-    __tablename__ = "encoders"
-    __table_args__ = (UniqueConstraint("name", "version"),)
-    id: Mapped[int] = mapped_column(Key, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
-    version: Mapped[str] = mapped_column(String(64))
-    dimension: Mapped[int] = mapped_column(Integer)
-    config: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class Recording(Base):
-    """One audio file of the library: where it is, what it is, and whether indexing it worked."""
-
-    __tablename__ = "recordings"
-    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused, even after deletes
-    id: Mapped[int] = mapped_column(Key, primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
-    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
-    mtime: Mapped[float] = mapped_column(Float)
-    duration_s: Mapped[float | None] = mapped_column(Float)
-    sample_rate: Mapped[int | None] = mapped_column(Integer)
-    channels: Mapped[int | None] = mapped_column(Integer)
-    codec: Mapped[str | None] = mapped_column(String(64))
-    label: Mapped[str | None] = mapped_column(String(256), index=True)
-    is_reference: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # "indexed" | "failed"
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class Window(Base):
-    """One analysis window of a recording and its vector; its id is the vector's id in the FAISS index."""
-
-    __tablename__ = "windows"
-    __table_args__ = (Index("ix_windows_recording_id_start_s", "recording_id", "start_s"),
-                      {"sqlite_autoincrement": True})  # a window id is a FAISS id: never reused
-    id: Mapped[int] = mapped_column(Key, primary_key=True)
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
-    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"), index=True)
-    start_s: Mapped[float] = mapped_column(Float)
-    end_s: Mapped[float] = mapped_column(Float)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, `dimension` values
-
-
-class IndexBuild(Base):
-    """A FAISS index file written from the stored vectors of one encoder."""
-
-    __tablename__ = "index_builds"
-    id: Mapped[int] = mapped_column(Key, primary_key=True)
-    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"))
-    index_type: Mapped[str] = mapped_column(String(256))
-    vector_count: Mapped[int] = mapped_column(BigInteger)
-    file_name: Mapped[str] = mapped_column(String(256))
-    params: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class ClusterAssignment(Base):
-    """The cluster of a recording in the library's latest clustering (its metadata: the `clustering` setting)."""
-
-    __tablename__ = "cluster_assignments"
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
-    cluster: Mapped[int] = mapped_column(Integer, index=True)
-    distance: Mapped[float] = mapped_column(Float)  # cosine distance to its cluster's centre
-
-
-class MapCoordinate(Base):
-    """A recording's 2-D position in a map of the library, one row per projection method."""
-
-    __tablename__ = "map_points"
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
-    method: Mapped[str] = mapped_column(String(16), primary_key=True)
-    x: Mapped[float] = mapped_column(Float)
-    y: Mapped[float] = mapped_column(Float)
 
 
 @dataclass(frozen=True)
@@ -143,20 +47,87 @@ class StoredFile:
     status: str
 
 
-@dataclass
-class WindowVectors:
-    """Windows with their vectors, as parallel arrays."""
+@dataclass(frozen=True)
+class RecordingRow:
+    """One recording as stored."""
 
-    window_ids: np.ndarray  # (n,) int64
-    recording_ids: np.ndarray  # (n,) int64
-    start_s: np.ndarray  # (n,) float64
-    end_s: np.ndarray  # (n,) float64
-    vectors: np.ndarray  # (n, dimension) float32
+    id: int
+    path: str
+    content_hash: str | None
+    size_bytes: int
+    mtime: float
+    duration_s: float | None
+    sample_rate: int | None
+    channels: int | None
+    codec: str | None
+    label: str | None
+    is_reference: bool
+    status: str  # "indexed" | "failed"
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
 
-    def select(self, mask: np.ndarray) -> "WindowVectors":
-        """The windows where `mask` (boolean or indices) selects."""
-        return WindowVectors(self.window_ids[mask], self.recording_ids[mask], self.start_s[mask], self.end_s[mask],
-                             self.vectors[mask])
+    @property
+    def metadata(self) -> dict:
+        """What indexing keeps of the file (path, size, mtime, content hash): enough to embed it again."""
+        return {"path": self.path, "size_bytes": self.size_bytes, "mtime": self.mtime, "content_hash": self.content_hash}
+
+
+@dataclass(frozen=True)
+class EncoderRow:
+    """An encoder that produced vectors in this library."""
+
+    id: int
+    name: str
+    version: str
+    dimension: int
+    config: dict
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class IndexBuildRow:
+    """A recorded FAISS index build: its file in the index folder and its search parameters."""
+
+    id: int
+    encoder_id: int
+    index_type: str
+    vector_count: int
+    file_name: str
+    params: dict
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MapPointRow:
+    """A recording's place on a stored 2-D map."""
+
+    recording_id: int
+    path: str
+    label: str | None
+    is_reference: bool
+    cluster: int | None
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts over the indexed recordings, and every failed file with its reason."""
+
+    recordings: int
+    seconds: float
+    references: int
+    labels: dict[str, int]
+    failures: list[tuple[str, str]]
+
+
+_RECORDING_COLUMNS = tuple(getattr(Recording, field.name) for field in fields(RecordingRow))
+_INDEXED = Recording.status == "indexed"
+
+
+def _recordings(result: Any) -> list[RecordingRow]:
+    return [RecordingRow(*row) for row in result]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -224,11 +195,18 @@ class Store:
                 name=config["name"], version=config["version"], dimension=config["dimension"],
                 config=json.dumps(config, sort_keys=True)).returning(EncoderRecord.id)).scalar_one()
 
-    def encoders(self) -> list[dict]:
+    def encoder_named(self, name: str) -> EncoderRow | None:
+        """The newest registered encoder called `name`, or None."""
+        found = [row for row in self.encoders() if row.name == name]
+        return found[-1] if found else None
+
+    def encoders(self) -> list[EncoderRow]:
+        """Every encoder registered in this library, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(EncoderRecord.id, EncoderRecord.name, EncoderRecord.version,
-                                       EncoderRecord.dimension, EncoderRecord.created_at)).mappings().all()
-        return [dict(row) for row in rows]
+                                       EncoderRecord.dimension, EncoderRecord.config, EncoderRecord.created_at)
+                                .order_by(EncoderRecord.id)).all()
+        return [EncoderRow(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5]) for row in rows]
 
     # recordings
 
@@ -331,10 +309,9 @@ class Store:
 
     def copy_recording(self, source_id: int, metadata: dict) -> tuple[int, np.ndarray, np.ndarray]:
         """A new recording at metadata['path'] sharing the source's content: windows copied, nothing decoded."""
-        with self.engine.connect() as conn:
-            source = conn.execute(select(Recording).where(Recording.id == source_id)).mappings().one()
-        copied = {key: source[key] for key in ("content_hash", "duration_s", "sample_rate", "channels", "codec",
-                                               "label", "is_reference")}
+        source = self.recording(source_id)
+        copied = {key: getattr(source, key) for key in ("content_hash", "duration_s", "sample_rate", "channels", "codec",
+                                                        "label", "is_reference")}
         windows = self.window_vectors([source_id])
         encoder_id = self.window_encoder(source_id)
         return self.save_recording(dict(copied, **metadata), encoder_id, windows.start_s, windows.end_s, windows.vectors)
@@ -365,18 +342,38 @@ class Store:
                 conn.execute(delete(Recording).where(Recording.id.in_(batch)))
         return removed
 
-    def recordings(self, recording_ids: Iterable[int] | None = None, where: Any = None) -> list[dict]:
-        """Recording rows as dicts, by id or by a SQLAlchemy condition (all when both are None)."""
+    def recordings(self, recording_ids: Iterable[int] | None = None) -> list[RecordingRow]:
+        """The recordings with the given ids (every recording when None, failed ones too), by id."""
         with self.engine.connect() as conn:
             if recording_ids is None:
-                query = select(Recording) if where is None else select(Recording).where(where)
-                return [dict(row) for row in conn.execute(query.order_by(Recording.id)).mappings()]
+                return _recordings(conn.execute(select(*_RECORDING_COLUMNS).order_by(Recording.id)))
             rows = []
-            for batch in _batches(list(recording_ids)):
-                rows.extend(dict(row) for row in conn.execute(select(Recording).where(Recording.id.in_(batch))).mappings())
-            return rows
+            for batch in _batches([int(key) for key in recording_ids]):
+                rows.extend(_recordings(conn.execute(select(*_RECORDING_COLUMNS).where(Recording.id.in_(batch)))))
+        return sorted(rows, key=lambda row: row.id)
 
-    def recording_page(self, offset: int, limit: int, text: str | None = None) -> tuple[int, list[dict]]:
+    def recording(self, recording_id: int) -> RecordingRow | None:
+        """One recording by id, or None."""
+        found = self.recordings([recording_id])
+        return found[0] if found else None
+
+    def indexed_recordings(self) -> list[RecordingRow]:
+        """Every recording that was indexed (not failed), by id."""
+        return self._where(_INDEXED)
+
+    def takes(self) -> list[RecordingRow]:
+        """The indexed recordings that are not references, by id."""
+        return self._where(_INDEXED & Recording.is_reference.is_(False))
+
+    def labelled_recordings(self) -> list[RecordingRow]:
+        """The indexed recordings that have a label, by id."""
+        return self._where(_INDEXED & Recording.label.is_not(None))
+
+    def _where(self, condition: Any) -> list[RecordingRow]:
+        with self.engine.connect() as conn:
+            return _recordings(conn.execute(select(*_RECORDING_COLUMNS).where(condition).order_by(Recording.id)))
+
+    def recording_page(self, offset: int, limit: int, text: str | None = None) -> tuple[int, list[RecordingRow]]:
         """(how many recordings match, the rows of one page of them in id order); `text` keeps those whose path
         or label contains it. Counted and sliced by the database: a library may hold millions."""
         condition = Recording.id.is_not(None)
@@ -385,8 +382,8 @@ class Store:
             condition = Recording.path.icontains(needle, autoescape=True) | Recording.label.icontains(needle, autoescape=True)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(Recording).where(condition)).scalar_one()
-            rows = [dict(row) for row in conn.execute(select(Recording).where(condition).order_by(Recording.id)
-                                                      .offset(offset).limit(limit)).mappings()]
+            rows = _recordings(conn.execute(select(*_RECORDING_COLUMNS).where(condition).order_by(Recording.id)
+                                            .offset(offset).limit(limit)))
         return total, rows
 
     def recording_labels(self) -> dict[int, str | None]:
@@ -394,10 +391,9 @@ class Store:
         with self.engine.connect() as conn:
             return dict(conn.execute(select(Recording.id, Recording.label)).all())
 
-    def summary(self) -> dict:
-        """Counts over the indexed recordings, by SQL aggregates: recordings, seconds, references, labels, and
-        every failed file's (path, error)."""
-        indexed = Recording.status == "indexed"
+    def summary(self) -> Summary:
+        """Counts over the indexed recordings, by SQL aggregates, and every failed file's (path, error)."""
+        indexed = _INDEXED
         with self.engine.connect() as conn:
             recordings, seconds, references = conn.execute(select(
                 func.count(Recording.id), func.coalesce(func.sum(Recording.duration_s), 0.0),
@@ -407,35 +403,36 @@ class Store:
                                        .group_by(Recording.label).order_by(Recording.label)).all())
             failures = conn.execute(select(Recording.path, Recording.error).where(Recording.status == "failed")
                                     .order_by(Recording.id)).all()
-        return {"recordings": recordings, "seconds": float(seconds), "references": references, "labels": labels,
-                "failures": [{"path": path, "error": error} for path, error in failures]}
+        return Summary(recordings, float(seconds), references, labels, [(path, error) for path, error in failures])
 
     def all_paths(self) -> list[tuple[int, str]]:
+        """(id, path) of every recording."""
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(select(Recording.id, Recording.path))]
 
     # windows and vectors
 
-    def window_vectors(self, recording_ids: list[int], encoder_id: int | None = None) -> WindowVectors:
+    def window_vectors(self, recording_ids: list[int], encoder_id: int | None = None) -> StoredWindows:
         """All windows of the given recordings (by one encoder, if given), ordered by recording then time."""
         return self._window_vectors(Window.recording_id, recording_ids, encoder_id)
 
-    def windows_by_id(self, window_ids: list[int]) -> WindowVectors:
+    def windows_by_id(self, window_ids: list[int]) -> StoredWindows:
         return self._window_vectors(Window.id, window_ids)
 
-    def window_positions(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(window ids ascending, their recording ids, their start_s) of the stored windows among `window_ids`."""
+    def window_positions(self, window_ids: np.ndarray) -> WindowPositions:
+        """Where the stored windows among `window_ids` lie (ids no longer stored are left out)."""
         rows = []
         with self.engine.connect() as conn:
             for batch in _batches([int(key) for key in np.unique(window_ids)]):
                 rows.extend(conn.execute(select(Window.id, Window.recording_id, Window.start_s)
                                          .where(Window.id.in_(batch))).all())
         rows.sort()
-        return (np.array([row[0] for row in rows], dtype=np.int64), np.array([row[1] for row in rows], dtype=np.int64),
-                np.array([row[2] for row in rows], dtype=np.float64))
+        return WindowPositions(np.array([row[0] for row in rows], dtype=np.int64),
+                               np.array([row[1] for row in rows], dtype=np.int64),
+                               np.array([row[2] for row in rows], dtype=np.float64))
 
     def windows_in_spans(self, recording_ids: np.ndarray, from_s: np.ndarray, to_s: np.ndarray,
-                         encoder_id: int) -> WindowVectors:
+                         encoder_id: int) -> StoredWindows:
         """The windows of each recording starting within [from_s, to_s] of it, ordered by recording then time."""
         rows = []
         with self.engine.connect() as conn:
@@ -445,14 +442,14 @@ class Store:
                 parameters = {f"{name}{number}": value for number, span in enumerate(spans)
                               for name, value in zip("rab", span)}
                 rows.extend(conn.execute(_spans_statement(len(spans)), parameters).all())
-        return _as_window_vectors(rows, encoder_id)
+        return _stored_windows(rows, encoder_id)
 
-    def _window_vectors(self, column: Any, keys: list[int], encoder_id: int | None = None) -> WindowVectors:
+    def _window_vectors(self, column: Any, keys: list[int], encoder_id: int | None = None) -> StoredWindows:
         rows = []
         with self.engine.connect() as conn:
             for batch in _batches([int(key) for key in keys]):
                 rows.extend(conn.execute(select(*_WINDOW_COLUMNS).where(column.in_(batch))).all())
-        return _as_window_vectors(rows, encoder_id)
+        return _stored_windows(rows, encoder_id)
 
     def reference_ids(self) -> list[int]:
         """Ids of the indexed reference recordings, ascending."""
@@ -468,7 +465,7 @@ class Store:
                                              func.max(Recording.updated_at))
                                       .where(Recording.is_reference.is_(True), Recording.status == "indexed")).one())
 
-    def reference_vectors(self, encoder_id: int) -> WindowVectors:
+    def reference_vectors(self, encoder_id: int) -> StoredWindows:
         """Windows of every reference recording, embedded by the given encoder."""
         return self.window_vectors(self.reference_ids(), encoder_id)
 
@@ -494,10 +491,12 @@ class Store:
             keys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
             yield keys, np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32).reshape(len(rows), -1)
 
-    def last_window_id(self, encoder_id: int) -> int | None:
-        """The highest stored window id of one encoder (None without windows): new windows always raise it."""
+    def last_window_id(self, encoder_id: int | None = None) -> int | None:
+        """The highest stored window id (of one encoder, if given; None without windows): storing windows
+        always raises it, since ids are never reused. Without an encoder it is one index lookup."""
+        query = select(func.max(Window.id))
         with self.engine.connect() as conn:
-            return conn.execute(select(func.max(Window.id)).where(Window.encoder_id == encoder_id)).scalar()
+            return conn.execute(query if encoder_id is None else query.where(Window.encoder_id == encoder_id)).scalar()
 
     def window_ids(self, encoder_id: int, batch_size: int = 1 << 20) -> np.ndarray:
         """(n,) int64 ids of every stored window of one encoder, ascending: 8 bytes per window, no vectors."""
@@ -545,45 +544,45 @@ class Store:
             for batch in _batches(rows, 10000):
                 conn.execute(insert(MapCoordinate), batch)
 
-    def map_points(self, method: str) -> list[tuple]:
-        """(recording id, path, label, is_reference, cluster or None, x, y) of one method's map, by recording id."""
+    def map_points(self, method: str) -> list[MapPointRow]:
+        """The points of one method's map, by recording id."""
         with self.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(
+            return [MapPointRow(*row) for row in conn.execute(
                 select(MapCoordinate.recording_id, Recording.path, Recording.label, Recording.is_reference,
                        ClusterAssignment.cluster, MapCoordinate.x, MapCoordinate.y)
                 .join(Recording, Recording.id == MapCoordinate.recording_id)
                 .outerjoin(ClusterAssignment, ClusterAssignment.recording_id == MapCoordinate.recording_id)
                 .where(MapCoordinate.method == method).order_by(MapCoordinate.recording_id))]
 
-    def recordings_not_embedded_by(self, encoder_id: int) -> list[dict]:
+    def recordings_not_embedded_by(self, encoder_id: int) -> list[RecordingRow]:
         """Indexed recordings with windows from another encoder: what switching encoders must re-embed."""
-        with self.engine.connect() as conn:
-            stale = select(Window.recording_id).where(Window.encoder_id != encoder_id).distinct()
-            rows = conn.execute(select(Recording).where(Recording.id.in_(stale), Recording.status == "indexed")
-                                .order_by(Recording.id)).mappings().all()
-        return [dict(row) for row in rows]
+        return self._where(_INDEXED & Recording.id.in_(
+            select(Window.recording_id).where(Window.encoder_id != encoder_id).distinct()))
 
-    def counts(self) -> dict:
+    def window_counts(self) -> dict[int, int]:
+        """encoder id -> how many windows it has stored."""
         with self.engine.connect() as conn:
-            return {
-                "windows": conn.execute(select(func.count(Window.id))).scalar_one(),
-                "encoders": dict(conn.execute(select(Window.encoder_id, func.count(Window.id))
-                                              .group_by(Window.encoder_id)).all()),
-            }
+            return dict(conn.execute(select(Window.encoder_id, func.count(Window.id)).group_by(Window.encoder_id)).all())
+
+    def window_count(self, encoder_id: int | None = None) -> int:
+        """How many windows are stored (of one encoder, if given)."""
+        return sum(self.window_counts().values()) if encoder_id is None else self.window_counts().get(encoder_id, 0)
 
     # index builds
 
     def add_index_build(self, encoder_id: int, index_type: str, vector_count: int, file_name: str,
                         params: dict) -> int:
+        """Record an index file written to the index folder; returns the build's id."""
         with self.engine.begin() as conn:
             return conn.execute(insert(IndexBuild).values(
                 encoder_id=encoder_id, index_type=index_type, vector_count=vector_count, file_name=file_name,
                 params=json.dumps(params, sort_keys=True)).returning(IndexBuild.id)).scalar_one()
 
-    def latest_index_build(self) -> dict | None:
+    def latest_index_build(self) -> IndexBuildRow | None:
+        """The newest recorded index build, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(IndexBuild).order_by(IndexBuild.id.desc()).limit(1)).mappings().first()
-        return None if row is None else dict(row, params=json.loads(row["params"]))
+        return None if row is None else IndexBuildRow(**dict(row, params=json.loads(row["params"])))
 
 
 @lru_cache(maxsize=8)
@@ -598,7 +597,7 @@ def _spans_statement(count: int) -> Any:
 _WINDOW_COLUMNS = (Window.id, Window.recording_id, Window.start_s, Window.end_s, Window.vector, Window.encoder_id)
 
 
-def _as_window_vectors(rows: list, encoder_id: int | None = None) -> WindowVectors:
+def _stored_windows(rows: list, encoder_id: int | None = None) -> StoredWindows:
     """Rows of _WINDOW_COLUMNS, of one encoder if given, ordered by recording then time.
 
     The encoder is filtered here, not in SQL: given `encoder_id = ?`, SQLite's planner picks the encoder's
@@ -608,7 +607,7 @@ def _as_window_vectors(rows: list, encoder_id: int | None = None) -> WindowVecto
         rows = [row for row in rows if row[5] == encoder_id]
     rows.sort(key=itemgetter(1, 2))
     count = len(rows)
-    return WindowVectors(
+    return StoredWindows(
         window_ids=np.fromiter((row[0] for row in rows), dtype=np.int64, count=count),
         recording_ids=np.fromiter((row[1] for row in rows), dtype=np.int64, count=count),
         start_s=np.fromiter((row[2] for row in rows), dtype=np.float64, count=count),

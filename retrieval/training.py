@@ -26,7 +26,7 @@ import torch
 
 from .audio import load_audio
 from .augment import SpecAugment, WaveformAugment
-from .encoders.cnn import make_checkpoint
+from .encoders.cnn import CNNEncoder
 from .encoders.networks import MelCNN
 from .errors import SoundalikeError, UsageError
 from .features import FeatureConfig, MelPower, compress
@@ -344,17 +344,22 @@ class Trainer:
         return float(torch.median(distances[torch.from_numpy(different)]))
 
 
-def train(paths: Sequence[str], labels: Sequence[str | None], start: MelCNN, widths: tuple[int, ...], dimension: int,
-          features: FeatureConfig, config: TrainingConfig, name: str, version: str, window_s: float = 1.0,
-          progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> tuple[dict, TrainingReport]:
-    """Train `start` on the clips at `paths`; returns (checkpoint, report)."""
+def train(start: CNNEncoder, paths: Sequence[str], labels: Sequence[str | None], config: TrainingConfig, name: str,
+          version: str, window_s: float = 1.0, progress: Callable[[dict], None] | None = None,
+          log: Callable[[str], None] | None = None) -> tuple[CNNEncoder, TrainingReport]:
+    """Train a copy of `start` on the clips at `paths` (labels used when `config.supervised`).
+
+    Returns the trained encoder, called `name` at `version`, and the report; `start` is left as it was.
+    """
     torch.manual_seed(config.seed)
+    features = start.features
+    network = copy.deepcopy(start.network)
     bank = ClipBank(paths, labels, features, round(window_s * features.sample_rate), config.max_seconds_per_clip, log)
-    trainer = Trainer(start, features, config, window_s)
+    trainer = Trainer(network, features, config, window_s)
     report = trainer.fit(bank, progress)
     sample = np.random.default_rng(0).choice(len(bank), size=min(len(bank), 400), replace=False)
     unrelated = trainer.unrelated_distance(bank, sample)
-    checkpoint = make_checkpoint(start, widths, dimension, features, name, version, unrelated,
-                                 {"clips": len(bank), "supervised": config.supervised, "config": asdict(config),
-                                  "report": report.to_dict()})
-    return checkpoint, report
+    trained = CNNEncoder.from_network(network, features, name, version, unrelated,
+                                      {"clips": len(bank), "supervised": config.supervised, "config": asdict(config),
+                                       "report": report.to_dict()})
+    return trained, report

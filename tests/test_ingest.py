@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,15 @@ from typer.testing import CliRunner
 
 from cli import app
 from retrieval import Library, indexing
+from retrieval.audio import probe
+from retrieval.encoders import load_encoder
+from retrieval.errors import DecodeError
 from retrieval.indexing import plan
+from retrieval.ingest import Embedder, content_hash
+from retrieval.pipeline import PipelineConfig
 from retrieval.results import IndexReport
-from tests.factories import chirp, noise, write_audio
+from tests.factories import (chirp, mp3_claiming_frames, noise, wav_with_zero_bits_per_sample, with_tag_not_utf8,
+                             write_audio)
 
 RATE = 16000
 FORMATS = (".wav", ".flac", ".mp3", ".m4a")
@@ -37,7 +45,7 @@ def write_clips(folder: Path, count: int) -> list[Path]:
 
 def windows_per_path(library: Path) -> dict[str, int]:
     lib = Library.open(library)
-    rows = {row["id"]: row["path"] for row in lib.store.recordings()}
+    rows = {row.id: row.path for row in lib.store.recordings()}
     recording_ids = lib.store.window_vectors(list(rows), lib.encoder_id).recording_ids
     return {rows[recording_id]: int(count) for recording_id, count in zip(*np.unique(recording_ids, return_counts=True))}
 
@@ -62,9 +70,9 @@ def test_bulk_save_inserts_replaces_and_records_failures_in_one_call(store):
     again, replaced = store.save_recordings([({"path": "/a.wav", "size_bytes": 2, "mtime": 2.0}, np.zeros(1), np.ones(1), vectors[3:])],
                                             [], encoder_id)
     assert sorted(replaced) == sorted(first[:2]) and again[0] > first[-1]
-    rows = {row["path"]: row for row in store.recordings()}
-    assert rows["/bad.wav"]["status"] == "failed" and rows["/b.wav"]["label"] == "x" and rows["/a.wav"]["size_bytes"] == 2
-    assert store.counts()["windows"] == 4
+    rows = {row.path: row for row in store.recordings()}
+    assert rows["/bad.wav"].status == "failed" and rows["/b.wav"].label == "x" and rows["/a.wav"].size_bytes == 2
+    assert store.window_count() == 4
     np.testing.assert_array_equal(store.windows_by_id([int(again[0])]).vectors, vectors[3:])
 
 
@@ -157,3 +165,156 @@ def test_one_writer_at_a_time_and_the_next_one_clears_what_a_killed_one_left(tmp
     library = Library.open(root)
     library.rebuild()
     assert not scratch.exists() and library.vector_index().count == library.stats().windows
+
+
+# Hostile files and killed runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def soundalike(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own: a hang fails the test (TimeoutExpired) instead of stalling it."""
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_file_that_cannot_be_read_fails_alone_by_name(tmp_path):
+    audio = tmp_path / "audio"
+    clips = write_clips(audio, 3)
+    wav_with_zero_bits_per_sample(audio / "zero-bits.wav", noise(1.0), RATE)
+    (audio / "self.wav").symlink_to("self.wav")
+    tagged = with_tag_not_utf8(write_audio(audio / "latin1.mp3", chirp(300, 900, 1.5), RATE))
+
+    run = soundalike("index", str(audio), "--library", str(tmp_path / "lib"), "--json", "--quiet")
+
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "unexpected" not in run.stderr, run.stderr
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report["added"] == 4
+    assert {Path(failure["path"]).name: failure["error"] for failure in report["failed"]} == {
+        "zero-bits.wav": "not a readable audio file (no decoder for its audio stream)",
+        "self.wav": "cannot read (Too many levels of symbolic links)"}
+    library = Library.open(tmp_path / "lib")
+    for clip in [*clips, tagged]:
+        assert library.query(clip, k=1).results[0].path == str(clip.resolve())
+
+
+def test_pipes_and_devices_are_skipped_in_folders_and_fail_when_named(tmp_path):
+    audio = tmp_path / "audio"
+    write_clips(audio, 2)
+    os.mkfifo(audio / "pipe.wav")
+    (audio / "zero.wav").symlink_to("/dev/zero")
+    library = str(tmp_path / "lib")
+
+    walked = soundalike("index", str(audio), "--library", library, "--json", "--quiet")
+    named = soundalike("index", str(audio / "pipe.wav"), str(audio / "zero.wav"), "--library", library, "--json",
+                       "--quiet")
+    queried = soundalike("query", str(audio / "pipe.wav"), str(audio / "zero.wav"), "--library", library)
+
+    assert walked.returncode == 0, walked.stderr
+    assert json.loads(walked.stdout.splitlines()[-1])["skipped"] == 2
+    assert named.returncode == 1 and "unexpected" not in named.stderr, named.stderr
+    assert {Path(failure["path"]).name: failure["error"] for failure in json.loads(named.stdout.splitlines()[-1])["failed"]} == {
+        "pipe.wav": "not a regular file (a named pipe)", "zero.wav": "not a regular file (a device)"}
+    assert queried.returncode == 1 and "unexpected" not in queried.stderr, queried.stderr
+    assert "pipe.wav: not a regular file (a named pipe)" in queried.stderr
+    assert "zero.wav: not a regular file (a device)" in queried.stderr
+
+
+def test_hashing_refuses_what_is_not_a_regular_file_without_reading_it(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "zero.wav").symlink_to("/dev/zero")
+    (tmp_path / "self.wav").symlink_to("self.wav")
+    (tmp_path / "album.wav").mkdir()
+    outcomes = {}
+
+    def hash_each() -> None:
+        for name in ["pipe.wav", "zero.wav", "self.wav", "album.wav"]:
+            try:
+                outcomes[name] = content_hash(tmp_path / name)
+            except DecodeError as error:
+                outcomes[name] = error.reason
+
+    hashing = threading.Thread(target=hash_each, daemon=True)  # opening the pipe, or reading /dev/zero, never ends
+    hashing.start()
+    hashing.join(timeout=20)
+
+    assert outcomes == {"pipe.wav": "not a regular file (a named pipe)", "zero.wav": "not a regular file (a device)",
+                        "self.wav": "cannot read (Too many levels of symbolic links)",
+                        "album.wav": "is a folder, not a file"}
+
+
+def test_a_recordings_duration_is_counted_in_decoded_samples_not_taken_from_its_header(tmp_path):
+    path = mp3_claiming_frames(tmp_path / "claims-years.mp3", chirp(200, 3000, 2.0), RATE)
+    assert probe(path).duration_s > 1e6  # what the damaged header says
+
+    embedder = Embedder(PipelineConfig(), load_encoder("logmel-stats"))
+    result = embedder.process(str(path), {"path": str(path)})
+
+    assert result.error is None and result.duration_s == pytest.approx(2.0, abs=0.05)
+
+
+POOL_RUN = """
+import sys
+from retrieval.encoders import load_encoder
+from retrieval.ingest import Embedder, embed_files
+from retrieval.pipeline import PipelineConfig
+
+embedder = Embedder(PipelineConfig(), load_encoder("logmel-stats"))
+for result in embed_files([(path, {}) for path in sys.argv[1:]], embedder, workers=2):
+    print(result.path, flush=True)
+    sys.stdin.readline()  # the test kills this process meanwhile
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """Ids of the processes whose parent is `pid` (psutil where installed, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _stat_fields(int(entry))[1:2] == [str(pid)]]
+    return [child.pid for child in psutil.Process(pid).children()]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, parent id, ...; [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    return _stat_fields(pid)[:1] not in ([], ["Z"])  # a zombie has died, its parent has not reaped it yet
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes through /proc")
+@pytest.mark.parametrize("moment", ["starting", "working"])
+def test_workers_die_with_a_killed_parent_and_release_its_stderr(tmp_path, moment):
+    clips = write_clips(tmp_path / "audio", 6)
+    run = subprocess.Popen([sys.executable, "-c", POOL_RUN, *map(str, clips)], cwd=ROOT, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    descendants: list[int] = []
+    try:
+        if moment == "working":
+            assert run.stdout.readline(), "no file was embedded"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # "starting": the workers exist but are still importing
+            descendants = _children(run.pid)
+            if len([pid for pid in descendants if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]) >= 2:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the workers did not start")
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 30  # time to finish importing, then see the parent is gone
+        while any(map(_alive, descendants)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        assert [pid for pid in descendants if _alive(pid)] == []
+        assert run.stderr.read() == b""  # at its end: no orphan holds it open
+    finally:
+        for pid in descendants:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        run.kill()

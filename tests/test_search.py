@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from retrieval import search
-from retrieval.search import best_placement, candidate_spans, place_on_recordings, thin_windows
-from retrieval.store import WindowVectors
+from retrieval.search import (Candidates, best_placement, candidate_spans, nearest, place_on_recordings, rerank, spans,
+                              thin_windows, vote)
+from retrieval.windows import StoredWindows, WindowPositions, Windows
 
 HOP = 0.5
 
@@ -24,7 +25,7 @@ def grid(count: int, origin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
 def test_identical_sequences_score_one_at_offset_zero(rng):
     vectors = unit(rng, 6)
     starts, ends = grid(6)
-    placement = best_placement(vectors, starts, ends, vectors, starts, ends, HOP)
+    placement = best_placement(Windows(starts, ends, vectors), Windows(starts, ends, vectors), HOP)
     assert placement.similarity == pytest.approx(1.0, abs=1e-5)
     assert placement.start_s == 0.0 and placement.end_s == pytest.approx(3.5)
 
@@ -34,7 +35,7 @@ def test_an_excerpt_is_found_at_its_offset_inside_a_long_recording(rng):
     starts, ends = grid(200, origin=0.2)
     excerpt = recording[120:126]
     query_starts, query_ends = grid(6)
-    placement = best_placement(excerpt, query_starts, query_ends, recording, starts, ends, HOP)
+    placement = best_placement(Windows(query_starts, query_ends, excerpt), Windows(starts, ends, recording), HOP)
     assert placement.similarity == pytest.approx(1.0, abs=1e-5)
     assert placement.start_s == pytest.approx(0.2 + 120 * HOP)
 
@@ -44,12 +45,12 @@ def test_a_short_recording_inside_a_long_query_matches_in_full(rng):
     short = query[10:12]
     starts, ends = grid(2)
     query_starts, query_ends = grid(40)
-    assert best_placement(query, query_starts, query_ends, short, starts, ends, HOP).similarity == pytest.approx(1.0, abs=1e-5)
+    assert best_placement(Windows(query_starts, query_ends, query), Windows(starts, ends, short), HOP).similarity == pytest.approx(1.0, abs=1e-5)
 
 
 def test_unrelated_sequences_score_far_below_one(rng):
     starts, ends = grid(8)
-    placement = best_placement(unit(rng, 8), starts, ends, unit(rng, 8), starts, ends, HOP)
+    placement = best_placement(Windows(starts, ends, unit(rng, 8)), Windows(starts, ends, unit(rng, 8)), HOP)
     assert placement.similarity < 0.6
 
 
@@ -58,7 +59,7 @@ def test_similarity_never_exceeds_one_even_with_an_extra_tail_window(rng):
     query = np.concatenate([vectors, vectors[-1:]])
     query_starts = np.array([0.0, 0.5, 1.0, 1.01])
     starts, ends = grid(3)
-    placement = best_placement(query, query_starts, query_starts + 1.0, vectors, starts, ends, HOP)
+    placement = best_placement(Windows(query_starts, query_starts + 1.0, query), Windows(starts, ends, vectors), HOP)
     assert placement.similarity <= 1.0
 
 
@@ -66,7 +67,7 @@ def test_half_matching_windows_halve_the_similarity_of_the_other_half(rng):
     recording = unit(rng, 4)
     query = np.concatenate([recording[:2], -recording[2:]])  # second half opposite
     starts, ends = grid(4)
-    placement = best_placement(query, starts, ends, recording, starts, ends, HOP, slack=0)
+    placement = best_placement(Windows(starts, ends, query), Windows(starts, ends, recording), HOP, slack=0)
     assert placement.similarity == pytest.approx(0.5, abs=1e-5)
 
 
@@ -76,20 +77,16 @@ def test_long_queries_are_thinned_evenly():
     assert len(picked) == 64 and picked[0] == 0 and picked[-1] == 999
 
 
-def recordings(rng, lengths: list[int]) -> WindowVectors:
+def recordings(rng, lengths: list[int]) -> StoredWindows:
     ids = np.repeat(np.arange(1, len(lengths) + 1), lengths)
     starts = np.concatenate([grid(length, origin=0.25 * number)[0] for number, length in enumerate(lengths)])
-    return WindowVectors(ids, ids, starts, starts + 1.0, unit(rng, len(ids)))
+    return StoredWindows(ids, ids, starts, starts + 1.0, unit(rng, len(ids)))
 
 
 def test_placing_on_many_recordings_at_once_equals_placing_on_each_alone(rng, monkeypatch):
     windows = recordings(rng, [3, 30, 1, 12, 7])
-    query = windows.select(np.flatnonzero(windows.recording_ids == 4)[2:8])
-    query = WindowVectors(query.window_ids, query.recording_ids, *grid(6), query.vectors)
-    alone = {int(rid): best_placement(query.vectors, query.start_s, query.end_s,
-                                      *(getattr(windows.select(windows.recording_ids == rid), name)
-                                        for name in ("vectors", "start_s", "end_s")), HOP)
-             for rid in np.unique(windows.recording_ids)}
+    query = Windows(*grid(6), windows.of(4).vectors[2:8])
+    alone = {int(rid): best_placement(query, windows.of(rid), HOP) for rid in np.unique(windows.recording_ids)}
     def same(placements: dict) -> bool:
         return placements.keys() == alone.keys() and all(
             placements[rid].similarity == pytest.approx(alone[rid].similarity, abs=1e-6)
@@ -107,6 +104,31 @@ def test_candidates_are_the_recordings_most_query_windows_found():
     similarities = np.array([0.6, 0.6, 0.6, 0.6, 0.99, 0.9, 0.8])
     recording_ids = np.array([7, 7, 7, 7, 9, 9, 9])
     start_s = np.array([4.0, 4.5, 5.0, 5.5, 1.0, 8.0, 1.5])
-    candidates, low, high = candidate_spans(rows, similarities, recording_ids, start_s, limit=5)
-    assert list(candidates) == [7, 9] and list(low) == [4.0, 1.0] and list(high) == [5.5, 8.0]
-    assert list(candidate_spans(rows, similarities, recording_ids, start_s, limit=1)[0]) == [7]
+    found = candidate_spans(rows, similarities, recording_ids, start_s, limit=5)
+    assert list(found.recording_ids) == [7, 9] and list(found.low_s) == [4.0, 1.0] and list(found.high_s) == [5.5, 8.0]
+    assert list(candidate_spans(rows, similarities, recording_ids, start_s, limit=1).recording_ids) == [7]
+
+
+def test_a_vote_ignores_neighbours_the_store_no_longer_holds():
+    similarities = np.array([[0.9, 0.8, 0.7], [0.95, 0.6, 0.5]])
+    neighbour_ids = np.array([[10, 11, -1], [12, 10, 99]])  # 99: removed since the index was built; -1: none
+    positions = WindowPositions(np.array([10, 11, 12]), np.array([1, 1, 2]), np.array([0.0, 0.5, 3.0]))
+    found = vote(similarities, neighbour_ids, positions, limit=5)
+    assert list(found.recording_ids) == [1, 2]  # 1: 0.9 + 0.6 (best per query row), 2: 0.95
+    assert list(found.low_s) == [0.0, 3.0] and list(found.high_s) == [0.5, 3.0]
+
+
+def test_spans_reach_a_whole_query_either_side_of_the_neighbours():
+    found = Candidates(np.array([4]), np.array([10.0]), np.array([12.0]))
+    query = Windows(*grid(5), np.zeros((5, 4), np.float32))  # 5 windows: 0.0-3.0 s
+    ids, low, high = spans(found, query, HOP)
+    assert list(ids) == [4] and low[0] == pytest.approx(10.0 - 3.5) and high[0] == pytest.approx(12.0 + 3.5)
+
+
+def test_rerank_orders_by_placement_and_keeps_k(rng):
+    windows = recordings(rng, [4, 4, 4])
+    query = Windows(*grid(4), windows.of(2).vectors)
+    ranked = rerank(query, windows, HOP, k=2)
+    assert ranked[0][0] == 2 and len(ranked) == 2
+    assert ranked[0][1].similarity == pytest.approx(1.0, abs=1e-5) and ranked[1][1].similarity < 0.9
+    assert nearest(query, windows, HOP)[0] == 2 and nearest(query, windows.select(np.zeros(0, int)), HOP) is None

@@ -1,13 +1,19 @@
-"""The metadata store: schema from migrations, bulk window writes, lookups, tags, removal."""
+"""The metadata store: schema from migrations, bulk window writes, typed rows and named queries, tags, removal.
+
+Every test runs on SQLite and (in `make test-slow`) on PostgreSQL: the `store` fixture in conftest.py."""
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from migrations import alembic_config
-from retrieval.store import SCHEMA_REVISION, Base, Store, sqlite_url
+from retrieval.schema import SCHEMA_REVISION, Base
+from retrieval.store import RecordingRow, Store, sqlite_url
 
 ENCODER = {"name": "test", "version": "1", "dimension": 4, "features": {}}
 
@@ -32,6 +38,58 @@ def test_models_and_migrations_agree(store):
 def test_schema_revision_is_the_migrations_head(store):
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
     assert store.schema_revision() == SCHEMA_REVISION
+
+
+def test_a_killed_first_migration_leaves_no_half_made_schema(tmp_path, monkeypatch):
+    from alembic.operations import Operations
+
+    create_table, made = Operations.create_table, []
+
+    def killed_at_the_third_table(self, *args, **kwargs):
+        if len(made) == 2:
+            raise KeyboardInterrupt  # what SIGKILL leaves, without killing the test process
+        made.append(args[0])
+        return create_table(self, *args, **kwargs)
+
+    monkeypatch.setattr(Operations, "create_table", killed_at_the_third_table)
+    with pytest.raises(KeyboardInterrupt):
+        Store.open(sqlite_url(tmp_path / "db.sqlite"))
+    monkeypatch.undo()
+    with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+    assert Store.open(sqlite_url(tmp_path / "db.sqlite")).schema_revision() == SCHEMA_REVISION
+
+
+def test_named_queries_return_typed_rows(store):
+    take, _, _ = save(store, "/take.wav", label="dog")
+    reference, _, _ = save(store, "/best.wav", content_hash="b", label="dog", is_reference=True)
+    plain, _, _ = save(store, "/plain.wav", content_hash="p")
+    store.save_failure(metadata("/broken.wav", content_hash="x"), "corrupt")
+    assert [row.path for row in store.indexed_recordings()] == ["/take.wav", "/best.wav", "/plain.wav"]
+    assert [row.id for row in store.takes()] == [take, plain]
+    assert [row.id for row in store.labelled_recordings()] == [take, reference]
+    row = store.recording(reference)
+    assert isinstance(row, RecordingRow) and row.is_reference is True and row.label == "dog"
+    assert row.metadata == {"path": "/best.wav", "size_bytes": 10, "mtime": 1.0, "content_hash": "b"}
+    assert [row.path for row in store.recordings()][-1] == "/broken.wav" and store.recording(10_000) is None
+
+
+def test_window_counts_and_the_last_window_id_follow_what_is_stored(store):
+    assert store.window_count() == 0 and store.last_window_id() is None
+    _, first, _ = save(store, "/a.wav", windows=3)
+    _, second, _ = save(store, "/b.wav", windows=2, content_hash="b")
+    encoder_id = store.ensure_encoder(ENCODER)
+    assert store.window_counts() == {encoder_id: 5} and store.window_count(encoder_id) == 5
+    assert store.last_window_id() == store.last_window_id(encoder_id) == max(second) > max(first)
+
+
+def test_summary_counts_indexed_recordings_and_lists_failures(store):
+    save(store, "/a.wav", label="dog")
+    save(store, "/b.wav", content_hash="b", label="dog", is_reference=True)
+    store.save_failure(metadata("/c.wav", content_hash="c"), "corrupt")
+    summary = store.summary()
+    assert (summary.recordings, summary.seconds, summary.references) == (2, 4.0, 1)
+    assert summary.labels == {"dog": 2} and summary.failures == [("/c.wav", "corrupt")]
 
 
 def test_reopening_keeps_data(tmp_path):
@@ -61,9 +119,9 @@ def test_saving_again_replaces_the_windows(store):
 def test_failure_is_recorded_with_reason_and_drops_old_windows(store):
     recording_id, window_ids, _ = save(store, "/a.wav")
     assert list(store.save_failure(metadata("/a.wav"), "no audio stream")) == list(window_ids)
-    row = store.recordings([recording_id])[0]
-    assert (row["status"], row["error"]) == ("failed", "no audio stream")
-    assert store.counts()["windows"] == 0
+    row = store.recording(recording_id)
+    assert (row.status, row.error) == ("failed", "no audio stream")
+    assert store.window_count() == 0 and store.indexed_recordings() == []
 
 
 def test_lookup_by_hash_finds_indexed_recordings_only(store):
@@ -78,7 +136,7 @@ def test_copy_shares_vectors_without_new_decoding(store):
     copy_id, _, _ = store.copy_recording(recording_id, {"path": "/b.wav", "size_bytes": 10, "mtime": 2.0})
     assert copy_id != recording_id
     assert np.array_equal(store.window_vectors([copy_id]).vectors, store.window_vectors([recording_id]).vectors)
-    assert store.recordings([copy_id])[0]["label"] == "dog"
+    assert store.recording(copy_id).label == "dog"
 
 
 def test_tags_and_reference_vectors(store):
@@ -87,7 +145,7 @@ def test_tags_and_reference_vectors(store):
     store.set_tags([first], label="bird", is_reference=True)
     references = store.reference_vectors(store.ensure_encoder(ENCODER))
     assert set(references.recording_ids) == {first}
-    assert store.recordings([first])[0]["label"] == "bird"
+    assert store.recording(first).label == "bird"
 
 
 def test_remove_returns_window_ids_and_cascades(store):
@@ -132,9 +190,9 @@ def test_windows_in_spans_returns_only_the_asked_stretch_of_each_recording(store
 
 def test_window_positions_name_the_recording_and_start_of_known_ids(store):
     recording_id, window_ids, _ = save(store, "/a.wav", windows=4)
-    ids, recordings, starts = store.window_positions(np.array([window_ids[2], 999_999, window_ids[0], window_ids[2]]))
-    assert list(ids) == [window_ids[0], window_ids[2]]
-    assert list(recordings) == [recording_id] * 2 and list(starts) == [0.0, 1.0]
+    positions = store.window_positions(np.array([window_ids[2], 999_999, window_ids[0], window_ids[2]]))
+    assert list(positions.window_ids) == [window_ids[0], window_ids[2]]
+    assert list(positions.recording_ids) == [recording_id] * 2 and list(positions.start_s) == [0.0, 1.0]
 
 
 def test_references_version_changes_when_a_reference_is_tagged_or_untagged(store):

@@ -67,10 +67,19 @@ def test_a_tiny_training_run_produces_a_loadable_checkpoint(tmp_path):
         write_audio(path, chirp(200 + 300 * number, 3000 - 200 * number, 1.5), 16000)
         paths.append(str(path))
         labels.append("up" if number % 2 else "down")
-    widths = (8, 16, 16, 32)
-    config = TrainingConfig(epochs=2, steps_per_epoch=2, batch_size=4, supervised=True)
-    checkpoint, report = train(paths, labels, MelCNN(32, widths), widths, 32, FeatureConfig(), config, "tiny", "1")
-    assert [epoch["epoch"] for epoch in report.epochs] == [1, 2] and 0 <= report.best_top1 <= 1
-    torch.save(checkpoint, tmp_path / "tiny.pt")
-    encoder = CNNEncoder.load(tmp_path / "tiny.pt")
-    assert encoder.dimension == 32 and encoder.unrelated_distance > 0
+    torch.manual_seed(0)
+    start = CNNEncoder.from_network(MelCNN(32, (8, 16, 16, 32)), FeatureConfig(), "start", "0", 1.0, {})
+    before = {key: value.clone() for key, value in start.network.state_dict().items()}
+    config = TrainingConfig(epochs=2, steps_per_epoch=2, batch_size=4, supervised=True, patience=5)
+    trained, report = train(start, paths, labels, config, "tiny", "1")
+    assert [epoch["epoch"] for epoch in report.epochs] == [1, 2] and report.best_epoch in (1, 2)
+    assert report.clips + report.validation_clips == 8
+    assert all(torch.equal(before[key], value) for key, value in start.network.state_dict().items()), "start kept"
+    assert any(not torch.equal(before[key], value) for key, value in trained.network.state_dict().items())
+    assert (trained.name, trained.version, trained.dimension) == ("tiny", "1", 32)
+    assert 0 < trained.unrelated_distance <= 2 and trained.provenance["supervised"] is True
+    trained.save(tmp_path / "tiny.pt")
+    loaded = CNNEncoder.load(tmp_path / "tiny.pt")
+    features = torch.randn(3, 64, 101)
+    np.testing.assert_allclose(loaded.embed(features), trained.embed(features), atol=1e-6)
+    assert loaded.config() == trained.config()

@@ -370,7 +370,7 @@ def test_the_server_uses_references_tagged_by_another_process(tmp_path, folder):
     query = folder / "sweep" / "up.opus"
     assert upload(client, "/api/query", query)["reference"] is None
     other = Library.open(root)  # what `soundalike tag` or `index --reference` does in its own process
-    other.store.set_tags([row["id"] for row in other.store.recordings() if row["path"].endswith("up.opus")],
+    other.store.set_tags([row.id for row in other.store.recordings() if row.path.endswith("up.opus")],
                          is_reference=True)
     reference = upload(client, "/api/query", query)["reference"]
     assert Path(reference["path"]).name == "up.opus" and reference["score"] >= 99

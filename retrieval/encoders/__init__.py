@@ -12,7 +12,7 @@ from .base import Encoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_CNN = WEIGHTS_DIR / "cnn.pt"
-DEFAULT_ENCODER = "cnn" if SHIPPED_CNN.exists() else "logmel-stats"
+DEFAULT_ENCODER = "cnn"  # its weights ship in the package (weights/cnn.pt)
 BUILT_IN = ("cnn", "logmel-stats")
 
 

@@ -30,6 +30,8 @@ class CNNEncoder(Encoder):
 
     def __init__(self, checkpoint: dict) -> None:
         self.name, self.version = checkpoint["name"], checkpoint["version"]
+        self.provenance = checkpoint.get("provenance", {})
+        self.inference_precision = checkpoint.get("inference_precision")
         self.dimension = int(checkpoint["dimension"])
         self.features = FeatureConfig(**checkpoint["features"])
         self.unrelated_distance = float(checkpoint["unrelated_distance"])
@@ -41,9 +43,31 @@ class CNNEncoder(Encoder):
             raise ConfigMismatchError(f"checkpoint weights do not fit the {ARCHITECTURE} network "
                                       f"({str(error).splitlines()[0]})") from None
         self.network.eval().to(memory_format=torch.channels_last)
-        # bf16 doubled CPU throughput (LIMITS.md; 387 -> 648 windows/s/core here); the pretraining recipe
+        # bf16 doubled CPU throughput (387 -> 648 windows/s/core, benchmarks/README.md); the pretraining recipe
         # sets it only after checking cosine >= 0.999 to fp32 on its corpus, and only CPUs with native bf16 use it.
-        self.bfloat16 = checkpoint.get("inference_precision") == "bf16" and _native_bfloat16()
+        self.bfloat16 = self.inference_precision == "bf16" and _native_bfloat16()
+
+    @classmethod
+    def from_network(cls, network: MelCNN, features: FeatureConfig, name: str, version: str,
+                     unrelated_distance: float, provenance: dict) -> "CNNEncoder":
+        """An encoder around a (trained) network: what training returns."""
+        return cls(make_checkpoint(network, network.widths, network.dimension, features, name, version,
+                                   unrelated_distance, provenance))
+
+    def checkpoint(self) -> dict:
+        """The checkpoint this encoder loads from (`save` writes it)."""
+        checkpoint = make_checkpoint(self.network, self.widths, self.dimension, self.features, self.name, self.version,
+                                     self.unrelated_distance, self.provenance)
+        if self.inference_precision:
+            checkpoint["inference_precision"] = self.inference_precision
+        return checkpoint
+
+    def save(self, path: str | Path) -> None:
+        """Write the checkpoint to `path` atomically (a reader never sees half a file)."""
+        from index.files import atomic_write
+
+        with atomic_write(Path(path)) as handle:
+            torch.save(self.checkpoint(), handle)
 
     @classmethod
     def load(cls, path: str | Path) -> "CNNEncoder":

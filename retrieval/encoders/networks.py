@@ -23,6 +23,7 @@ class MelCNN(nn.Module):
 
     def __init__(self, dimension: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
         super().__init__()
+        self.dimension, self.widths = dimension, tuple(widths)
         channels = (1,) + tuple(widths)
         self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in zip(channels[:-1], channels[1:])))
         self.project = nn.Linear(2 * widths[-1], dimension)

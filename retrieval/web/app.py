@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import DecodeError, UsageError
 from ..library import Library
 from ..results import LibraryStats, QueryResult, ScoreResult
+from ..store import RecordingRow
 from .playable import PlayableCache, browser_plays
 from .responses import (ERRORS, UPLOAD_BODY, Health, NotFound, RecordingItem, RecordingPage, UnreadableRecording,
                         add_error_handlers, error_response)
@@ -123,7 +124,7 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
     async def recording(recording_id: int) -> RecordingItem:
         """One recording."""
         row = await shared.read(_recording_row, library, recording_id)
-        return _item(row, await shared.read(library.store.cluster_assignments, [recording_id]))
+        return _item(row, await shared.read(library.cluster_assignments, [recording_id]))
 
     @app.get("/api/recordings/{recording_id}/audio", responses={**ERRORS, 200: {"content": {"audio/*": {}}}},
              response_class=FileResponse, tags=["library"])
@@ -132,12 +133,12 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
                     ) -> FileResponse:
         """The recording's file itself (byte ranges supported, so players can seek)."""
         row = await shared.read(_recording_row, library, recording_id)
-        path = Path(row["path"])
+        path = Path(row.path)
         if not path.is_file():
             raise NotFound(f"the file of recording {recording_id} is no longer on disk")
         if playable and not browser_plays(path):
             try:
-                converted = await run_in_threadpool(playable_copies.wav_for, recording_id, path, row["sample_rate"])
+                converted = await run_in_threadpool(playable_copies.wav_for, recording_id, path, row.sample_rate)
             except DecodeError as error:
                 raise UnreadableRecording(f"recording {recording_id} cannot be decoded: {error.reason}") from None
             return FileResponse(converted, media_type="audio/wav", filename=f"{path.stem}.wav",
@@ -222,24 +223,24 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0].lower() if header.count(":") == 1 else header.lower()
 
 
-def _recording_row(library: Library, recording_id: int) -> dict:
-    rows = library.store.recordings([recording_id])
-    if not rows:
+def _recording_row(library: Library, recording_id: int) -> RecordingRow:
+    row = library.recording(recording_id)
+    if row is None:
         raise NotFound(f"no recording with id {recording_id}")
-    return rows[0]
+    return row
 
 
 def _recording_page(library: Library, offset: int, limit: int, text: str | None) -> RecordingPage:
-    total, rows = library.store.recording_page(offset, limit, text)
-    clusters = library.store.cluster_assignments([row["id"] for row in rows])
+    total, rows = library.recording_page(offset, limit, text)
+    clusters = library.cluster_assignments([row.id for row in rows])
     return RecordingPage(total=total, offset=offset, limit=limit, items=[_item(row, clusters) for row in rows])
 
 
-def _item(row: dict, clusters: dict[int, int]) -> RecordingItem:
-    return RecordingItem(id=row["id"], path=row["path"], name=Path(row["path"]).name, label=row["label"],
-                         duration_s=row["duration_s"], is_reference=bool(row["is_reference"]), status=row["status"],
-                         error=row["error"], codec=row["codec"], sample_rate=row["sample_rate"],
-                         channels=row["channels"], size_bytes=row["size_bytes"], cluster=clusters.get(row["id"]))
+def _item(row: RecordingRow, clusters: dict[int, int]) -> RecordingItem:
+    return RecordingItem(id=row.id, path=row.path, name=Path(row.path).name, label=row.label,
+                         duration_s=row.duration_s, is_reference=row.is_reference, status=row.status,
+                         error=row.error, codec=row.codec, sample_rate=row.sample_rate,
+                         channels=row.channels, size_bytes=row.size_bytes, cluster=clusters.get(row.id))
 
 
 def _stored_clustering(library: Library) -> dict:
@@ -277,11 +278,11 @@ def _stored_comparison(library: Library, recording_id: int, other_id: int) -> An
 def _playable_path(library: Library, recording_id: int) -> Path:
     """The file of an indexed recording, by id: 404 when unknown or gone."""
     row = _recording_row(library, recording_id)
-    if row["status"] != "indexed":
-        raise UsageError(f"recording {recording_id} could not be indexed: {row['error']}")
-    if not Path(row["path"]).is_file():
+    if row.status != "indexed":
+        raise UsageError(f"recording {recording_id} could not be indexed: {row.error}")
+    if not Path(row.path).is_file():
         raise NotFound(f"the file of recording {recording_id} is no longer on disk")
-    return Path(row["path"])
+    return Path(row.path)
 
 
 def _png(comparison: Any) -> bytes:
