@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import retrieval  # noqa: E402,F401  (imports the package before index/, which uses its errors)
 import faiss  # noqa: E402
 
 from index import VectorIndex, build, choose_factory  # noqa: E402

@@ -6,14 +6,14 @@ rows of its short list from these files through the page cache instead of holdin
 from __future__ import annotations
 
 import os
-import tempfile
 import weakref
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from retrieval.errors import IndexFormatError
+from .errors import IndexFormatError
+from .files import atomic_link, atomic_path, scratch_file
 
 CHUNK_ROWS = 1 << 18  # rows copied at a time when a file is rewritten: 128 MB of 128-d floats
 
@@ -41,7 +41,7 @@ class ExactVectors:
     def from_batches(cls, dimension: int, batches: Iterable[tuple[np.ndarray, np.ndarray]], count: int,
                      folder: str | Path) -> "ExactVectors":
         """Stream `count` (ids, vectors) batches, ids ascending across batches, into a scratch file in `folder`."""
-        name = temporary_file(folder, ".vectors.", ".npy.tmp")
+        name = scratch_file(folder, "vectors")
         vectors = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=(count, dimension))
         ids = np.empty(count, dtype=np.int64)
         filled = 0
@@ -52,18 +52,18 @@ class ExactVectors:
             if filled == count:
                 break
         if np.any(np.diff(ids[:filled]) <= 0):
-            Path(name).unlink(missing_ok=True)
+            name.unlink(missing_ok=True)
             raise IndexFormatError("stored vectors must come in ascending id order", name)
         vectors.flush()
         if filled < count:  # windows removed meanwhile: keep the rest in RAM (rare, and never the normal path)
             exact = cls(dimension, ids[:filled], np.array(vectors[:filled]))
             del vectors
-            Path(name).unlink(missing_ok=True)
+            name.unlink(missing_ok=True)
             return exact
         exact = cls(dimension, ids, vectors)
-        exact.scratch = Path(name)
+        exact.scratch = name
         # an index built but never saved (a reader's in-memory rebuild) must not leave the file behind
-        weakref.finalize(exact, Path(name).unlink, missing_ok=True)
+        weakref.finalize(exact, name.unlink, missing_ok=True)
         return exact
 
     @property
@@ -117,7 +117,7 @@ class ExactVectors:
                 os.replace(self.scratch, target)
                 self.scratch = None
             elif Path(source).resolve() != target.resolve():
-                _link_or_copy(Path(source), target)
+                atomic_link(source, target)
             ids = np.asarray(self.ids)
         else:
             extra_ids, extra_vectors = self._pending_sorted()
@@ -159,38 +159,10 @@ class ExactVectors:
         return cls(dimension, ids, vectors)
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: the mode new files get, applied to temporary files too
-
-
-def temporary_file(folder: str | Path, prefix: str, suffix: str) -> str:
-    """A new empty file in `folder` (to be renamed over its target), readable as any file the user creates:
-    `tempfile.mkstemp` makes files only their owner can read, which a server run as another user could not."""
-    handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.close(handle)
-    os.chmod(name, 0o666 & ~_UMASK)
-    return name
-
-
 def _atomic_npy(path: Path, fill, shape: tuple, dtype) -> None:
-    tmp = temporary_file(path.parent, f".{path.name}.", ".tmp")
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    """Write a .npy file of `shape` and `dtype` atomically, `fill` writing its rows into the memory map."""
+    with atomic_path(path) as temporary:
+        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
         fill(out)
         out.flush()
         del out
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    tmp = temporary_file(target.parent, f".{target.name}.", ".tmp")
-    os.unlink(tmp)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        import shutil
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)

@@ -8,7 +8,7 @@ The policy (figures: benchmarks/README.md, "Index policy at scale"; 128-d, 2 sha
   their ids) and an exact re-rank of the short list from float vectors memory-mapped from disk. At 1M it
   measured recall@10 0.970 at 1.4 ms p50, built in 48 s (56 s as a library rebuild reading SQLite). IVF-Flat, the inverted-file step between, was
   dominated at both 200k and 1M (slower at equal recall, 10x the memory), so the policy skips it; it and
-  HNSW (330 s to build at 1M, LIMITS.md) stay available through `--index-factory`.
+  HNSW (330 s to build at 1M) stay available through `--index-factory`.
 
 `nlist` is the power of two nearest sqrt(count): on the benchmark set 1,024 lists at 1M probed 256 for
 recall 0.97, faster than 4,096 lists (nprobe 1,024) and built 2.5x sooner. Quantisers train on at most
@@ -26,9 +26,9 @@ from typing import Iterable
 import faiss
 import numpy as np
 
-from retrieval.errors import IndexFormatError
 from .exact_vectors import ExactVectors
-from .vector_index import EXACT, VectorIndex, split_factory
+from .factory import EXACT, check_factory, split_factory
+from .vector_index import VectorIndex
 
 EXACT_MAX_VECTORS = 100_000
 #: Bounds training time whatever the size: IVF1024 + PQ64x4 trained on this many in 31 s (1M benchmark);
@@ -43,7 +43,6 @@ RECALL_K = 10
 #: A tier change waits until the library is this factor past the size where the policy changes, so a
 #: library near a boundary is not rebuilt back and forth.
 REBUILD_MARGIN = 1.5
-ADD_CHUNK = 65_536
 
 
 def inverted_lists(count: int) -> int:
@@ -148,6 +147,7 @@ def build(dimension: int, batches: Iterable[tuple[np.ndarray, np.ndarray]], coun
     """
     started = time.perf_counter()
     chosen = factory or choose_factory(count, dimension)
+    check_factory(chosen, dimension, count)  # before the vectors are copied
     index = VectorIndex(dimension, chosen)
     info = {"policy": "override" if factory else "auto", "built_for": count}
     if chosen == EXACT:
@@ -160,20 +160,14 @@ def build(dimension: int, batches: Iterable[tuple[np.ndarray, np.ndarray]], coun
     try:
         rng = np.random.default_rng(seed)
         if not index.is_trained:
-            needed = index.nlist or 1
-            if count < needed:
-                raise IndexFormatError(f"index {chosen!r} needs at least {needed} vectors to train; "
-                                       f"the library holds {count}")
             rows = np.sort(rng.choice(count, min(count, TRAINING_VECTORS), replace=False))
             index.train(stored.vectors[rows])
             info["training_vectors"] = len(rows)
         info["train_s"] = round(time.perf_counter() - started, 2)
-        for first in range(0, count, ADD_CHUNK):
-            index._add_to_faiss(np.ascontiguousarray(stored.ids[first: first + ADD_CHUNK]),
-                                np.ascontiguousarray(stored.vectors[first: first + ADD_CHUNK]))
-        if index.exact is not None:
-            index.exact, stored = stored, None  # the scratch file becomes the re-rank store when saved
-        source = index.exact if stored is None else stored
+        index.add_stored(stored)
+        source = stored
+        if index.exact is stored:
+            stored = None  # the scratch file is the index's re-rank store now: `save` renames it
         info["add_s"] = round(time.perf_counter() - started - info["train_s"], 2)
         if count > RECALL_K + 1:
             rows = np.sort(rng.choice(count, min(count, TUNING_QUERIES), replace=False))

@@ -2,31 +2,22 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
 import faiss
 import numpy as np
 
-from retrieval.errors import IndexFormatError
-from .exact_vectors import ExactVectors, ids_path, temporary_file, vectors_path
+from .errors import IndexFormatError
+from .exact_vectors import ExactVectors, ids_path, vectors_path
+from .factory import EXACT, faiss_reason, new_faiss_index, split_factory, training_vectors_needed
+from .files import atomic_write
 
 FORMAT_VERSION = 2
-EXACT = "Flat"
-#: FAISS's factory suffix for exact re-ranking (IndexRefineFlat); here the floats stay on disk, memory-mapped.
-RERANK_SUFFIX = ",RFlat"
 #: Search-time parameters FAISS's ParameterSpace sets; `k_factor` (short list = k x k_factor) is ours.
 FAISS_PARAMS = ("nprobe", "efSearch", "quantizer_efSearch")
 SHORT_LIST_BASE = 10  # the k that k_factor is tuned for (recall@10)
-
-
-def split_factory(factory: str) -> tuple[str, bool]:
-    """'IVF4096,PQ32,RFlat' -> ('IVF4096,PQ32', True): the FAISS index and whether its short list is re-ranked."""
-    factory = factory.strip()
-    if factory.endswith(RERANK_SUFFIX):
-        return factory[: -len(RERANK_SUFFIX)], True
-    return factory, False
+ADD_CHUNK = 65_536  # rows given to FAISS at a time by `add_stored`
 
 
 class VectorIndex:
@@ -38,23 +29,29 @@ class VectorIndex:
     filter them out of searches until the next rebuild.
     """
 
-    def __init__(self, dimension: int, factory: str = EXACT) -> None:
+    def __init__(self, dimension: int, factory: str = EXACT, *, faiss_index: faiss.Index | None = None,
+                 exact: ExactVectors | None = None, deleted: Iterable[int] | None = None,
+                 search_params: dict | None = None, build_info: dict | None = None, read_only: bool = False) -> None:
+        """An empty index of `factory`, or (`faiss_index`, and `exact` for a re-ranking factory) one made of
+        the parts `load` read; `deleted` are ids marked deleted (HNSW), `read_only` a memory-mapped index."""
         self.dimension = dimension
         self.factory = factory
-        base, rerank = split_factory(factory)
-        try:
-            inner = faiss.index_factory(dimension, base, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as error:
-            raise IndexFormatError(f"invalid FAISS index factory {factory!r}: {str(error).splitlines()[-1]}") from None
-        # IVF lists hold the ids themselves (8 B/vector); other types get an IDMap (8 B/vector). IDMap2's
-        # reverse hash map would add ~40 B/vector, more than an IVF-PQ code.
-        self.faiss_index = inner if faiss.try_extract_index_ivf(inner) is not None else faiss.IndexIDMap(inner)
-        self.exact = ExactVectors(dimension) if rerank else None
-        self.deleted = np.zeros(0, dtype=np.int64)
-        self.search_params: dict = {}
-        self.build_info: dict = {}  # how it was built and tuned (index/policy.py), kept in the header
-        self.read_only = False
+        rerank = split_factory(factory)[1]
+        if exact is not None and not rerank:
+            raise IndexFormatError(f"index {factory!r} does not re-rank, so it keeps no float vectors")
+        if faiss_index is None:
+            inner = new_faiss_index(factory, dimension)
+            # IVF lists hold the ids themselves (8 B/vector); other types get an IDMap (8 B/vector). IDMap2's
+            # reverse hash map would add ~40 B/vector, more than an IVF-PQ code.
+            faiss_index = inner if faiss.try_extract_index_ivf(inner) is not None else faiss.IndexIDMap(inner)
+        self.faiss_index = faiss_index
+        self.exact = exact if exact is not None or not rerank else ExactVectors(dimension)
+        self.deleted = np.asarray([] if deleted is None else deleted, dtype=np.int64)
+        self.build_info: dict = build_info or {}  # how it was built and tuned (index/policy.py), kept in the header
+        self.read_only = read_only
         self._selector = None
+        self.search_params: dict = {}
+        self.set_search_params(search_params or {})
 
     @property
     def count(self) -> int:
@@ -77,6 +74,11 @@ class VectorIndex:
     def is_hnsw(self) -> bool:
         return split_factory(self.factory)[0].startswith("HNSW")
 
+    @property
+    def training_vectors_needed(self) -> int:
+        """The fewest vectors `train` accepts; 0 once trained or when the type needs no training."""
+        return training_vectors_needed(self.faiss_index)
+
     def train(self, vectors: np.ndarray) -> None:
         """Train quantisers (IVF, PQ, SQ) on a sample of (n, dimension) vectors; exact search needs none."""
         if not self.faiss_index.is_trained:
@@ -84,7 +86,7 @@ class VectorIndex:
                 self.faiss_index.train(np.ascontiguousarray(vectors, dtype=np.float32))
             except RuntimeError as error:  # e.g. fewer training vectors than centroids
                 raise IndexFormatError(f"cannot train {self.factory!r} on {len(vectors)} vectors: "
-                                       f"{str(error).splitlines()[-1]}") from None
+                                       f"{faiss_reason(error)}") from None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add (n,) int64 ids with their (n, dimension) float32 vectors."""
@@ -93,13 +95,26 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             raise IndexFormatError(f"vectors of shape {vectors.shape} do not fit a {self.dimension}-d index")
-        self._add_to_faiss(np.ascontiguousarray(ids, dtype=np.int64), vectors)
+        self._check_writable()
+        self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
         if self.exact is not None:
             self.exact.add(ids, vectors)
 
-    def _add_to_faiss(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add_stored(self, stored: ExactVectors) -> None:
+        """Add every vector of `stored` (e.g. `ExactVectors.from_batches`' scratch copy) to an empty index.
+
+        A re-ranking index keeps `stored` itself as its float vectors (`save` writes them), so the rows are
+        neither copied nor held in RAM; any other index only reads them.
+        """
         self._check_writable()
-        self.faiss_index.add_with_ids(vectors, ids)
+        if self.faiss_index.ntotal or (self.exact is not None and self.exact.count):
+            raise IndexFormatError("add_stored fills an empty index; use add for more vectors")
+        for first in range(0, len(stored.ids), ADD_CHUNK):
+            rows = slice(first, first + ADD_CHUNK)
+            self.faiss_index.add_with_ids(np.ascontiguousarray(stored.vectors[rows], dtype=np.float32),
+                                          np.ascontiguousarray(stored.ids[rows], dtype=np.int64))
+        if self.exact is not None:
+            self.exact = stored
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove vectors by id; returns how many were removed."""
@@ -196,8 +211,10 @@ class VectorIndex:
                       count=self.count, stored=int(self.faiss_index.ntotal), search_params=self.search_params,
                       deleted=self.deleted.tolist(), build=self.build_info,
                       exact_count=None if self.exact is None else len(self.exact.ids))
-        _atomic_write(path, lambda tmp: faiss.write_index(self.faiss_index, tmp))
-        _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(header, indent=1)))
+        with atomic_write(path) as file:
+            faiss.write_index(self.faiss_index, faiss.PyCallbackIOWriter(file.write))
+        with atomic_write(path.with_suffix(".json"), "w") as file:
+            file.write(json.dumps(header, indent=1))
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> tuple["VectorIndex", dict]:
@@ -223,13 +240,11 @@ class VectorIndex:
             raise IndexFormatError("unreadable FAISS index file", path) from None
         if faiss_index.ntotal != header["stored"] or faiss_index.d != header["dimension"]:
             raise IndexFormatError("index file does not match its header", path)
-        index = cls.__new__(cls)
-        index.dimension, index.factory, index.faiss_index = header["dimension"], header["factory"], faiss_index
-        index.deleted = np.array(header.get("deleted") or [], dtype=np.int64)
-        index.read_only, index._selector, index.build_info = mmap, None, header.get("build") or {}
-        index.exact = None if header.get("exact_count") is None else \
+        exact = None if header.get("exact_count") is None else \
             ExactVectors.load(path, header["dimension"], header["exact_count"])
-        index.set_search_params(header.get("search_params") or {})
+        index = cls(header["dimension"], header["factory"], faiss_index=faiss_index, exact=exact,
+                    deleted=header.get("deleted"), search_params=header.get("search_params"),
+                    build_info=header.get("build"), read_only=mmap)
         return index, header
 
     def _check_writable(self) -> None:
@@ -254,13 +269,3 @@ def build_index(dimension: int, batches: Iterable[tuple[np.ndarray, np.ndarray]]
     for ids, vectors in batches:
         index.add(ids, vectors)
     return index
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = temporary_file(path.parent, f".{path.name}.", ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

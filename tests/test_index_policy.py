@@ -8,10 +8,10 @@ import stat
 import numpy as np
 import pytest
 
-from index import VectorIndex, build, choose_factory, needs_rebuild
+from index import IndexFormatError, VectorIndex, build, choose_factory, needs_rebuild
 from index.exact_vectors import ExactVectors
 from index.policy import EXACT_MAX_VECTORS, TARGET_RECALL, exact_neighbours
-from retrieval.errors import IndexFormatError, UsageError
+from retrieval.errors import UsageError
 
 DIMENSION = 32
 BACKENDS = ["Flat", "IVF32,Flat", "HNSW16", "IVF32,PQ16x4fs,RFlat", "IVF32,SQ4,RFlat"]
@@ -74,12 +74,19 @@ def test_saved_index_loads_memory_mapped_with_the_same_results(factory, data, tm
         loaded.add(ids[:1] + 1, vectors[:1])  # FAISS would abort the process on a mapped index
 
 
-def test_index_files_get_the_users_usual_permissions(data, tmp_path):
-    """Not mkstemp's owner-only 0600: a server run as another user can read what `soundalike index` wrote."""
+@pytest.mark.parametrize("umask", [None, 0o077], ids=["own-umask", "umask-077"])
+def test_index_files_get_the_users_usual_permissions(umask, data, tmp_path):
+    """Not mkstemp's owner-only 0600: a server run as another user can read what `soundalike index` wrote.
+    The umask is the one in force when the files are written (None: this process's own)."""
     ids, vectors, _ = data
-    make("IVF32,PQ16x4fs,RFlat", ids, vectors, tmp_path).save(tmp_path / "x.faiss", {})
-    umask = os.umask(0)
-    os.umask(umask)
+    previous = os.umask(0o022 if umask is None else umask)
+    if umask is None:
+        os.umask(previous)
+        umask = previous
+    try:
+        make("IVF32,PQ16x4fs,RFlat", ids, vectors, tmp_path).save(tmp_path / "x.faiss", {})
+    finally:
+        os.umask(previous)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
     assert len(modes) == 4 and set(modes.values()) == {0o666 & ~umask}, modes
 
@@ -224,10 +231,17 @@ def test_a_reader_catches_up_with_a_file_replaced_by_as_many_windows(library, rn
 
 
 def test_a_factory_the_library_is_too_small_for_falls_back_to_the_policy_with_a_note(library):
-    library.set_index_factory("IVF4096,Flat")
-    library.rebuild()
+    library.set_index_factory("IVF4096,Flat")  # as `index --index-factory` does, before vectors are added
+    library.index_files.rebuild()
     assert library.stats().index["type"] == "Flat" and any("4096" in notice for notice in library.notices)
-    assert not library._outgrown(library.vector_index(writable=True))  # not retried on every run
+    assert not library.index_files.outgrown(library.vector_index(writable=True))  # not retried on every run
+
+
+def test_rebuild_refuses_a_factory_it_cannot_train_on_the_stored_vectors(library):
+    before = library.stats().index
+    with pytest.raises(UsageError, match=r"IVF4096,Flat.*4096 vectors.*1200"):
+        library.rebuild(index_factory="IVF4096,Flat")
+    assert library.stats().index == before and library.store.get_setting("index_factory") is None
 
 
 def test_cli_index_factory_is_recorded_and_shown_by_stats(library):
