@@ -2,21 +2,95 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import math
 import os
 import sys
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(help="Find recordings that sound alike.", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
+try:  # typer 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a writer killed by a closed pipe
+
+
+class OneLineError(ClickException):
+    """A click error (bad option value, missing argument, unknown command) shown as ours are: one `error:` line."""
+
+    def __init__(self, error: ClickException) -> None:
+        message = error.format_message().rstrip(".")
+        context = getattr(error, "ctx", None)
+        if context is not None:
+            message += f"; see '{context.command_path} --help'"
+        super().__init__(message[:1].lower() + message[1:])
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:
+        typer.echo(f"error: {shown(self.message)}", err=True)
+
+
+@contextmanager
+def shell_errors() -> Iterator[None]:
+    """Click's own errors as one line (usage errors exit 2), and output into a closed pipe (`soundalike stats |
+    head`) ends quietly with 141: stdout is pointed at devnull, so the interpreter's last flush cannot fail
+    (the recipe in Python's `signal` documentation, "Note on SIGPIPE")."""
+    try:
+        yield
+    except (NoArgsIsHelpError, OneLineError):  # bare `soundalike` prints the help, as before
+        raise
+    except ClickException as error:
+        raise OneLineError(error) from None
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # not a real file (typer's CliRunner)
+            pass
+        raise typer.Exit(SIGPIPE_EXIT) from None
+
+
+class Shell(TyperGroup):
+    """The command group, with `shell_errors` around parsing and around every command."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with shell_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx):
+        with shell_errors():
+            return super().invoke(ctx)
+
+
+# rich_markup_mode=None: help is printed as written (rich markup would eat "[default: 4]" and "soundalike[umap]")
+app = typer.Typer(cls=Shell, help="Find recordings that sound alike.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def check_db_url(url: Optional[str]) -> Optional[str]:
+    """--db: a SQLAlchemy URL of a known dialect, else a usage error before anything is opened."""
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url).get_dialect()  # the dialect's module only; its driver is imported on connecting
+    except ArgumentError as error:  # an unparsable URL, or NoSuchModuleError: an unknown dialect
+        raise typer.BadParameter(str(error)) from None
+    return url
+
 
 LibraryOption = typer.Option(Path("soundalike-library"), "--library", "-l", envvar="SOUNDALIKE_LIBRARY",
                              help="Library folder (default $SOUNDALIKE_LIBRARY, else ./soundalike-library).")
-DbOption = typer.Option(None, "--db", envvar="SOUNDALIKE_DB",
+DbOption = typer.Option(None, "--db", envvar="SOUNDALIKE_DB", callback=check_db_url,
                         help="SQLAlchemy URL of the metadata database (default: SQLite inside the library).")
 JsonOption = typer.Option(False, "--json", help="Print JSON (one object per line) instead of a table.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -25,37 +99,147 @@ IndexFactoryOption = typer.Option(None, "--index-factory", help="FAISS index_fac
                                   "chooses by size. Stored with the library.")
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 recording', '2 recordings'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def shown(text: object) -> str:
+    """`text` as printed on one line: control characters (a newline in a file name), line separators and
+    undecodable bytes of a file name escaped as `repr` writes them; accents and other scripts as they are."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") else char
+                   for char in text)
+
+
 def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {shown(message)}", err=True)
     raise typer.Exit(code)
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("soundalike")
+        except PackageNotFoundError:
+            number = "(not installed: pip install -e .)"
+        typer.echo(f"soundalike {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """Find recordings that sound alike."""
+
+
 @contextmanager
-def handled() -> Iterator[None]:
-    """Turn library errors into one line on stderr and an exit code (2 for usage errors)."""
+def handled(library: Optional[Path] = None) -> Iterator[None]:
+    """Turn library errors into one line on stderr and an exit code (2 for usage errors); a known problem of the
+    machine (read-only, no permission, disk full) is said in words, naming `library` or the file."""
     from retrieval.errors import SoundalikeError, UsageError
 
     try:
         yield
     except UsageError as error:
         fail(str(error), 2)
-    except SoundalikeError as error:
-        fail(str(error), 1)
     except KeyboardInterrupt:
         fail("interrupted; what was stored so far is kept", 130)
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, ClickException, BrokenPipeError):  # see shell_errors
         raise
-    except Exception as error:  # a bug or an environment problem: one line, the traceback only on request
-        if os.environ.get("SOUNDALIKE_DEBUG"):
+    except Exception as error:
+        problem = environment_problem(error, library)
+        if problem:
+            fail(problem)
+        if isinstance(error, SoundalikeError):
+            fail(str(error))
+        if os.environ.get("SOUNDALIKE_DEBUG"):  # a bug: one line, the traceback only on request
             raise
         fail(f"unexpected {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''} "
              "(set SOUNDALIKE_DEBUG=1 for the traceback)")
+
+
+DISK_FULL = {errno.ENOSPC: "the disk is full (no space left on device)", errno.EDQUOT: "the disk quota is exceeded"}
+CANNOT_WRITE = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+def environment_problem(error: BaseException, library: Optional[Path]) -> Optional[str]:
+    """One line for a read-only file system, a missing permission or a full disk anywhere in the exception chain
+    (OSError errno, SQLite's and FAISS's texts); None for anything else."""
+    root = os.path.realpath(os.path.expanduser(library)) if library is not None else None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        if isinstance(error, OSError) and error.errno in DISK_FULL | CANNOT_WRITE:
+            where = error.filename if isinstance(error.filename, str) else None  # None: a write to an open file
+            in_library = bool(root and where) and (os.path.realpath(where) + os.sep).startswith(root + os.sep)
+            if error.errno in DISK_FULL:
+                return DISK_FULL[error.errno] + (f"; cannot write to the library: {root}" if in_library else
+                                                 f"; cannot write: {where}" if where else "")
+            reason = CANNOT_WRITE[error.errno]
+            if in_library:
+                return f"cannot write to the library ({reason}): {root}"
+            if where:  # EACCES may be a read too
+                return f"cannot write ({reason}): {where}" if error.errno == errno.EROFS else f"{reason}: {where}"
+            return f"cannot write ({reason})"
+        if "database or disk is full" in text or "No space left on device" in text:  # SQLite, faiss::write_index
+            return DISK_FULL[errno.ENOSPC] + (f"; cannot write to the library: {root}" if root else "")
+        if "readonly database" in text:
+            return "cannot write to the library (read-only database)" + (f": {root}" if root else "")
+        if root and ("unable to open database file" in text or "disk I/O error" in text):
+            return folder_problem(root)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def folder_problem(root: str) -> Optional[str]:
+    """Why SQLite could not open or write the library folder `root`, when the folder itself says so."""
+    try:
+        status = os.statvfs(root)
+    except OSError:
+        return None
+    if status.f_flag & os.ST_RDONLY:
+        return f"cannot write to the library (read-only file system): {root}"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return f"cannot read the library (permission denied): {root}"
+    if not os.access(root, os.W_OK):
+        return f"cannot write to the library (permission denied): {root}"
+    if disk_full(root):
+        return f"{DISK_FULL[errno.ENOSPC]}; cannot write to the library: {root}"
+    return None
+
+
+def disk_full(folder: str) -> bool:
+    """Whether the file system of `folder` has no block left for this user."""
+    try:
+        status = os.statvfs(folder)
+    except OSError:
+        return False
+    return (status.f_bfree if os.geteuid() == 0 else status.f_bavail) == 0
 
 
 def open_library(library: Path, db: Optional[str], create: bool = False, **settings):
     from retrieval import Library
 
     return Library.open(library, db_url=db, create=create, **settings)
+
+
+def check_encoder(name: Optional[str], library: Path) -> None:
+    """--encoder NAME: one this library can use (built in, or trained into it), else a usage error."""
+    if name is None:
+        return
+    from retrieval.encoders import available_encoders
+    from retrieval.errors import UsageError
+    from retrieval.library import ENCODERS_DIR
+
+    available = available_encoders(Path(library).expanduser() / ENCODERS_DIR)
+    if name not in available:
+        raise UsageError(f"unknown encoder {name!r}; available: {', '.join(available)}")
 
 
 def print_notices(library) -> None:
@@ -97,7 +281,7 @@ def _stderr_console():
 def report_run(report, as_json: bool, library) -> None:
     """The end-of-run summary of index and rebuild; failures one line each on stderr."""
     for path, error in report.failed:
-        typer.echo(f"failed: {path}: {error}", err=True)
+        typer.echo(f"failed: {shown(path)}: {shown(error)}", err=True)
     if as_json:
         typer.echo(json.dumps(dict(report.to_dict(), stats=library.stats().to_dict()), default=str))
         return
@@ -106,8 +290,9 @@ def report_run(report, as_json: bool, library) -> None:
     typer.echo(f"indexed {report.added}, unchanged {report.unchanged}, moved {report.moved}, copied {report.copied}, "
                f"skipped (not audio) {report.skipped}, pruned {report.pruned}, failed {len(report.failed)} "
                f"in {report.elapsed_s:.1f} s{speed}")
-    typer.echo(f"library {stats.library}: {stats.recordings} recordings, {stats.windows} windows, "
-               f"{stats.hours:.2f} h, {stats.references} references, encoder {stats.encoder['name']}")
+    typer.echo(f"library {shown(stats.library)}: {plural(stats.recordings, 'recording')}, "
+               f"{plural(stats.windows, 'window')}, {stats.hours:.2f} h, {plural(stats.references, 'reference')}, "
+               f"encoder {stats.encoder['name']}")
 
 
 @app.command()
@@ -124,7 +309,7 @@ def index(
     trim: Optional[bool] = typer.Option(None, "--trim/--no-trim", help="Trim leading and trailing silence [default: trim]."),
     window: Optional[float] = typer.Option(None, "--window", help="Window length in seconds [default: 1.0]."),
     hop: Optional[float] = typer.Option(None, "--hop", help="Window hop in seconds, a multiple of 0.01 [default: 0.5]."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: up to 2)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: up to 2; 1: in this process)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for a new library, or switch an existing one to it (re-embeds)."),
     engine: str = typer.Option("local", "--engine", help="Where to decode and embed: 'local' (worker processes) or 'ray' (a Ray cluster)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join with --engine ray, e.g. 10.0.0.5:6379 (default: a local Ray)."),
@@ -140,7 +325,8 @@ def index(
     from retrieval.pipeline import pipeline_from_options
     from retrieval.preprocess import parse_bandpass
 
-    with handled():
+    with handled(library):
+        check_encoder(encoder, library)
         pipeline = pipeline_from_options(window_s=window, hop_s=hop, bandpass_hz=parse_bandpass(bandpass),
                                          bandpass_order=bandpass_order, normalize=normalize, trim_silence=trim)
         lib = open_library(library, db, create=True, pipeline=pipeline, encoder=encoder)
@@ -168,23 +354,15 @@ def query(
 
     Example: soundalike query take.m4a -k 10
     """
-    from retrieval.audio import iter_media_files
-    from retrieval.errors import SoundalikeError
-
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
-        results, failed = [], False
-        for path, is_media in iter_media_files(paths):
-            if not is_media:
-                continue
-            try:
-                result = lib.query(path, k=k)
-            except SoundalikeError as error:
-                typer.echo(f"failed: {error}", err=True)
-                failed = True
-                continue
-            results.append(result)
+
+        def query_one(path: Path):
+            result = lib.query(path, k=k)
             typer.echo(json.dumps(result.to_dict()) if as_json else format_query(result))
+            return result
+
+        results, failed = each_audio_file(paths, query_one)
         print_notices(lib)
         if csv_path:
             write_csv(csv_path, results)
@@ -194,12 +372,36 @@ def query(
             raise typer.Exit(1)
 
 
+def each_audio_file(paths: List[Path], act: Callable[[Path], object]) -> tuple[list, bool]:
+    """`act` on every audio file under `paths`, in order; a path or file that fails (missing, not decodable) is one
+    `failed:` line and the others go on. Returns what `act` returned, and whether any failed."""
+    from retrieval.audio import iter_media_files
+    from retrieval.errors import SoundalikeError, UsageError
+
+    done, failed = [], False
+    for given in paths:
+        try:
+            files = [path for path, is_media in iter_media_files([given]) if is_media]
+        except SoundalikeError as error:  # the path itself: no such file or folder
+            files, failed = [], True
+            typer.echo(f"failed: {shown(error)}", err=True)
+        for path in files:
+            try:
+                done.append(act(path))
+            except UsageError:  # a bad option (-k 0) fails every file alike: exit 2 at once
+                raise
+            except SoundalikeError as error:
+                failed = True
+                typer.echo(f"failed: {shown(error)}", err=True)
+    return done, failed
+
+
 def format_query(result) -> str:
-    lines = [f"query {result.query} ({result.duration_s:.1f} s)",
+    lines = [f"query {shown(result.query)} ({result.duration_s:.1f} s)",
              f"{'rank':>4}  {'score':>6}  {'dist':>6}  {'at':>13}  {'label':<12}  path"]
     for hit in result.results:
         lines.append(f"{hit.rank:>4}  {hit.score:>6.1f}  {hit.distance:>6.3f}  {hit.start_s:>6.1f}-{hit.end_s:<6.1f}  "
-                     f"{(hit.label or '-'):<12}  {hit.path}")
+                     f"{shown(hit.label or '-'):<12}  {shown(hit.path)}")
     if not result.results:
         lines.append("  (the library is empty)")
     lines.append(format_reference(result.reference))
@@ -211,7 +413,7 @@ def format_reference(reference) -> str:
         return "reference: none (index reference samples with --reference)"
     verdict = "MATCH" if reference.match else "no match"
     return (f"reference: {verdict}, score {reference.score:.1f} (distance {reference.distance:.3f}, threshold "
-            f"{reference.threshold:.3f}) to {reference.path} [{reference.label or '-'}]")
+            f"{reference.threshold:.3f}) to {shown(reference.path)} [{shown(reference.label or '-')}]")
 
 
 def write_csv(path: Path, results) -> None:
@@ -238,18 +440,24 @@ def score(
 
     Example: soundalike score take1.m4a take2.m4a   (or no PATH: rank the whole library)
     """
-    from retrieval.audio import iter_media_files
-
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
-        takes = None if not paths else [path for path, is_media in iter_media_files(paths) if is_media]
-        results = lib.score(takes)
+        if paths:  # each take on its own, so that one that fails does not stop the others
+            scored, failed = each_audio_file(paths, lambda path: lib.score([path]))
+            if not scored and not failed:
+                fail("no audio files among the paths")
+            results = sorted((result for results in scored for result in results),  # best first, as Library.score
+                             key=lambda result: result.reference.distance if result.reference else math.inf)
+        else:
+            results, failed = lib.score(), False
         for result in results:
             if as_json:
                 typer.echo(json.dumps(result.to_dict()))
             else:
-                typer.echo(f"{result.take}: {format_reference(result.reference).removeprefix('reference: ')}")
+                typer.echo(f"{shown(result.take)}: {format_reference(result.reference).removeprefix('reference: ')}")
         print_notices(lib)
+        if failed:
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -280,9 +488,9 @@ def remove(
     db: Optional[str] = DbOption,
 ) -> None:
     """Remove recordings from the library (the files themselves are not touched)."""
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
-        typer.echo(f"removed {lib.remove(paths)} recordings")
+        typer.echo(f"removed {plural(lib.remove(paths), 'recording')}")
 
 
 @app.command()
@@ -291,34 +499,34 @@ def stats(library: Path = LibraryOption, db: Optional[str] = DbOption, as_json: 
     from retrieval.library import describe_pipeline
     from retrieval.pipeline import PipelineConfig
 
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
         result = lib.stats()
         print_notices(lib)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), default=str))
             return
-        typer.echo(f"library     {result.library}")
-        typer.echo(f"recordings  {result.recordings} ({result.hours:.2f} h of audio, {result.windows} windows)")
+        typer.echo(f"library     {shown(result.library)}")
+        typer.echo(f"recordings  {result.recordings} ({result.hours:.2f} h of audio, {plural(result.windows, 'window')})")
         typer.echo(f"references  {result.references}")
-        labels = ", ".join(f"{label} ({count})" for label, count in sorted(result.labels.items())) or "-"
+        labels = ", ".join(f"{shown(label)} ({count})" for label, count in sorted(result.labels.items())) or "-"
         typer.echo(f"labels      {labels}")
         typer.echo(f"encoder     {result.encoder['name']} v{result.encoder['version']} ({result.encoder['dimension']}-d)")
         typer.echo(f"pipeline    {describe_pipeline(PipelineConfig.from_dict(result.pipeline))}")
         params = "".join(f", {key} {value}" for key, value in (result.index or {}).get("search_params", {}).items())
-        index_line = f"{result.index['type']}{params}, {result.index['vectors']} vectors, built {result.index['built_at']}" \
+        index_line = f"{result.index['type']}{params}, {plural(result.index['vectors'], 'vector')}, built {result.index['built_at']}" \
             if result.index else "not built"
         typer.echo(f"index       {index_line}")
         typer.echo(f"failures    {len(result.failures)}")
         for failure in result.failures:
-            typer.echo(f"  {failure['path']}: {failure['error']}")
+            typer.echo(f"  {shown(failure['path'])}: {shown(failure['error'])}")
 
 
 @app.command()
 def train(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs [default: 6, early-stopped]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 6, early-stopped]."),
     supervised: bool = typer.Option(False, "--supervised", help="Also learn from the labels (--label-from parent)."),
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
@@ -327,7 +535,7 @@ def train(
 
     Self-supervised by default: two degraded views of one window are positives. Example: soundalike train --epochs 5
     """
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
         with loss_bar(quiet) as progress, progress_bar(quiet, "re-embedding") as reembed_progress:
             report, reembedded = lib.train(epochs=epochs, supervised=supervised, progress=progress,
@@ -339,7 +547,7 @@ def train(
             typer.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.3f}, held-out loss {epoch['validation_loss']:.3f}, "
                        f"top-1 {epoch['validation_top1']:.3f}")
         typer.echo(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}); library now uses "
-                   f"{lib.encoder.name}; re-embedded {reembedded.added} recordings in {reembedded.elapsed_s:.1f} s")
+                   f"{lib.encoder.name}; re-embedded {plural(reembedded.added, 'recording')} in {reembedded.elapsed_s:.1f} s")
 
 
 @contextmanager
@@ -364,7 +572,7 @@ def loss_bar(quiet: bool):
 def evaluate(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
-    robustness_clips: int = typer.Option(100, "--robustness-clips", help="Clips transformed for the robustness check (0: skip)."),
+    robustness_clips: int = typer.Option(100, "--robustness-clips", min=0, help="Clips transformed for the robustness check (0: skip)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Retrieval quality on a labelled library: leave-one-out mAP@10, P@1, R@10 per label, and robustness.
@@ -373,7 +581,7 @@ def evaluate(
     """
     from retrieval.evaluation import evaluate as run_evaluation
 
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
         report = run_evaluation(lib, robustness_clips=robustness_clips)
         if as_json:
@@ -381,11 +589,11 @@ def evaluate(
             return
         typer.echo(f"{'label':<20} {'queries':>7} {'mAP@10':>7} {'P@1':>6} {'R@10':>6}")
         for row in report.labels + [report.overall]:
-            typer.echo(f"{row.label:<20} {row.queries:>7} {row.map_at_10:>7.3f} {row.precision_at_1:>6.3f} "
+            typer.echo(f"{shown(row.label):<20} {row.queries:>7} {row.map_at_10:>7.3f} {row.precision_at_1:>6.3f} "
                        f"{row.recall_at_10:>6.3f}")
         if report.robustness_top1:
             rates = ", ".join(f"{kind} {rate:.3f}" for kind, rate in report.robustness_top1.items())
-            typer.echo(f"robustness top-1 on {report.robustness_clips} clips: {rates}")
+            typer.echo(f"robustness top-1 on {plural(report.robustness_clips, 'clip')}: {rates}")
 
 
 @app.command()
@@ -397,7 +605,8 @@ def encoders(
     quiet: bool = QuietOption,
 ) -> None:
     """List the encoders a library can use (the active one marked), or switch with --encoder NAME."""
-    with handled():
+    with handled(library):
+        check_encoder(use, library)
         lib = open_library(library, db)
         if use:
             with progress_bar(quiet, "re-embedding") as progress:
@@ -410,7 +619,13 @@ def encoders(
             return
         for item in listed:
             mark = "*" if item["active"] else " "
-            typer.echo(f"{mark} {item['name']:<20} v{item['version']:<16} {item['dimension']:>4}-d  {item['vectors']} vectors")
+            typer.echo(f"{mark} {item['name']:<20} v{item['version']:<16} {item['dimension']:>4}-d  {plural(item['vectors'], 'vector')}")
+
+
+def positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter(f"must be more than 0, not {value:g}")
+    return value
 
 
 @app.command()
@@ -418,8 +633,9 @@ def serve(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
-    port: int = typer.Option(8000, "--port", help="TCP port."),
-    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest upload accepted, in MB."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", callback=positive,
+                                        help="Largest upload accepted, in MB."),
 ) -> None:
     """Serve the web page and the JSON API (/api, schema at /openapi.json) over one warm library.
 
@@ -429,12 +645,12 @@ def serve(
 
     if not web_available():
         fail("soundalike serve needs the web extra: pip install 'soundalike[web]'")
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
 
         def started(url: str) -> None:
             print_notices(lib)
-            typer.echo(f"serving {lib.root} at {url} (Ctrl-C to stop)", err=True)
+            typer.echo(f"serving {shown(lib.root)} at {url} (Ctrl-C to stop)", err=True)
         run_server(lib, host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20), started=started)
 
 
@@ -454,19 +670,20 @@ def compare(
     """
     from retrieval import compare as run_compare, plot_comparison
 
-    with handled():
+    with handled(library):
         lib = open_library(library, db) if library is not None else None
         result = run_compare(a, b, library=lib)
+        if plot is not None:  # first: a bad --plot name is a usage error with nothing printed before it
+            plot_comparison(result, plot)
         if as_json:
             typer.echo(json.dumps(result.to_dict()))
         else:
-            typer.echo(f"A  {result.path_a} ({result.duration_a_s:.1f} s), best match at {result.a_start_s:.1f}-{result.a_end_s:.1f} s")
-            typer.echo(f"B  {result.path_b} ({result.duration_b_s:.1f} s), best match at {result.b_start_s:.1f}-{result.b_end_s:.1f} s")
+            typer.echo(f"A  {shown(result.path_a)} ({result.duration_a_s:.1f} s), best match at {result.a_start_s:.1f}-{result.a_end_s:.1f} s")
+            typer.echo(f"B  {shown(result.path_b)} ({result.duration_b_s:.1f} s), best match at {result.b_start_s:.1f}-{result.b_end_s:.1f} s")
             typer.echo(f"score {result.score:.1f}  distance {result.distance:.3f}  similarity {result.similarity:.3f}  "
                        f"(encoder {result.encoder})")
         if plot is not None:
-            plot_comparison(result, plot)
-            typer.echo(f"wrote {plot}", err=True)
+            typer.echo(f"wrote {shown(plot)}", err=True)
 
 
 @app.command()
@@ -484,23 +701,24 @@ def cluster(
     """
     from retrieval.clustering import parse_k
 
-    with handled():
+    with handled(library):
         lib = open_library(library, db)
         result = lib.cluster(parse_k(k), seed=seed)
         print_notices(lib)
         if as_json:
             typer.echo(json.dumps(result.to_dict()))
             return
-        typer.echo(f"k = {result.k} ({result.criterion}), {result.recordings} recordings, encoder {result.encoder}")
+        typer.echo(f"k = {result.k} ({result.criterion}), {plural(result.recordings, 'recording')}, "
+                   f"encoder {result.encoder}")
         typer.echo(f"{'cluster':>7} {'size':>6} {'purity':>6}  {'label':<16} medoid")
         for item in result.clusters:
             purity = f"{item.purity:.3f}" if item.purity is not None else "-"
-            typer.echo(f"{item.cluster:>7} {item.size:>6} {purity:>6}  {(item.majority_label or '-'):<16} {item.medoid_path}")
+            typer.echo(f"{item.cluster:>7} {item.size:>6} {purity:>6}  {shown(item.majority_label or '-'):<16} {shown(item.medoid_path)}")
         if result.nmi is None:
             typer.echo("no labels: index with --label-from parent to measure agreement (NMI, ARI, purity)")
         else:
             typer.echo(f"NMI {result.nmi:.3f}  ARI {result.ari:.3f}  purity {result.purity:.3f} "
-                       f"over {result.labelled} labelled recordings")
+                       f"over {plural(result.labelled, 'labelled recording')}")
 
 
 @app.command(name="map")
@@ -517,13 +735,13 @@ def map_command(
     """
     from retrieval.map_render import map_format, render_map
 
-    with handled():
+    with handled(library):
         map_format(out)
         lib = open_library(library, db)
         result = lib.map(method)
         render_map(result, out, colour_by)
         print_notices(lib)
-        typer.echo(f"map of {len(result.points)} recordings ({result.method}) written to {out}")
+        typer.echo(f"map of {plural(len(result.points), 'recording')} ({result.method}) written to {shown(out)}")
 
 
 if __name__ == "__main__":
