@@ -102,9 +102,9 @@ def _plan_batch(store: Store, index: VectorIndex | None, media: list[str], label
     for metadata in to_hash:
         try:
             metadata["content_hash"] = content_hash(metadata["path"])
-        except OSError as error:
-            report.failed.append((metadata["path"], f"cannot read ({error.strerror})"))
-            _remove(index, store.save_failure(metadata, f"cannot read ({error.strerror})"))
+        except SoundalikeError as error:  # not a regular file (a pipe, a device), or unreadable
+            report.failed.append((metadata["path"], error.reason))
+            _remove(index, store.save_failure(metadata, error.reason))
             continue
         by_path[metadata["path"]] = metadata
     same_content = store.files_by_hash([metadata["content_hash"] for metadata in by_path.values()])

@@ -1,9 +1,12 @@
 """Turning files into window vectors, in this process or in worker processes (one single-threaded each)."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -14,12 +17,13 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .audio import probe
+from .audio import check_regular, probe, regular_file, stream_audio
 from .encoders import Encoder, load_encoder
-from .errors import SoundalikeError
+from .errors import DecodeError, SoundalikeError
 from .pipeline import PipelineConfig, Windower
 
 EMBED_BATCH = 128  # windows per encoder call
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass
@@ -39,11 +43,20 @@ class EmbeddedFile:
 
 
 def content_hash(path: str | Path, block_size: int = 1 << 20) -> str:
-    """SHA-256 of the file's bytes: how a moved, renamed or copied file is recognised."""
+    """SHA-256 of a regular file's bytes: how a moved, renamed or copied file is recognised.
+
+    Anything else (a named pipe, /dev/zero, a folder) is a DecodeError before it is opened, as is any
+    failure to read. Opened without blocking, then checked again: it may have been swapped meanwhile.
+    """
+    regular_file(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(block_size):
-            digest.update(block)
+    try:
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as handle:
+            check_regular(os.fstat(handle.fileno()), path)
+            while block := handle.read(block_size):
+                digest.update(block)
+    except OSError as error:
+        raise DecodeError(f"cannot read ({error.strerror or error})", path) from None
     return digest.hexdigest()
 
 
@@ -88,35 +101,77 @@ class Embedder:
         return self.embed_batches(self.windower.stream([samples.astype(np.float32, copy=False)]))
 
     def process(self, path: str, metadata: dict) -> EmbeddedFile:
-        """Probe and embed one file; any failure becomes `error` (one line), never an exception."""
+        """Probe and embed one file; any failure becomes `error` (one line), never an exception.
+
+        The duration is the decoded samples' (a damaged MP3 header said 1,610,618 s for 6 s of audio);
+        rate, channels and codec are the metadata's.
+        """
         try:
             info = probe(path)
-            start_s, end_s, vectors = self.embed_file(path)
+            decoded = _SampleCount(stream_audio(path, self.windower.sample_rate))
+            start_s, end_s, vectors = self.embed_batches(self.windower.stream(decoded))
         except SoundalikeError as error:
             return EmbeddedFile(path, metadata, error=error.reason)
         except (OSError, RuntimeError, ValueError, MemoryError) as error:
             return EmbeddedFile(path, metadata, error=f"{error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-        metadata = dict(metadata, duration_s=info.duration_s, sample_rate=info.sample_rate,
+        metadata = dict(metadata, duration_s=decoded.samples / self.windower.sample_rate, sample_rate=info.sample_rate,
                         channels=info.channels, codec=info.codec)
-        if end_s[-1] > metadata["duration_s"]:  # container durations can be missing or rounded
-            metadata["duration_s"] = float(end_s[-1])
         return EmbeddedFile(path, metadata, start_s, end_s, vectors)
+
+
+class _SampleCount:
+    """Passes sample chunks through, counting them: `samples` is how many were decoded."""
+
+    def __init__(self, chunks: Iterable[np.ndarray]) -> None:
+        self.chunks = chunks
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks:
+            self.samples += len(chunk)
+            yield chunk
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker-process initializer: end this process when its parent (`parent_pid`, passed by it) dies.
+
+    A killed `index` must leave no worker behind (seen: orphans holding ~0.9 GB each and the killed
+    command's stderr for 11 minutes). On Linux the kernel sends SIGKILL when the parent goes; elsewhere a
+    thread polls every second. The parent may be gone already (killed while this process started), so
+    that is checked after arming. The signal follows the thread that started the worker: create and use
+    a pool from one thread.
+    """
+    armed = _kill_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _kill_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent ends; False where that cannot be done."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 _worker: Embedder | None = None
 
 
-def _init_worker(pipeline: dict, encoder_name: str, checkpoint_dir: str | None) -> None:
+def _init_worker(parent_pid: int, pipeline: dict, encoder_name: str, checkpoint_dir: str | None) -> None:
     global _worker
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)  # LIMITS.md: single-threaded worker processes beat intra-op threads
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _worker = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name, checkpoint_dir))
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this worker once its parent is gone: a killed `index` run must not leave workers behind
-    (seen: after SIGKILL, ProcessPoolExecutor's workers waited on their queue indefinitely)."""
-    while os.getppid() == parent:
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process once its parent is gone (after SIGKILL, ProcessPoolExecutor's workers waited on
+    their queue indefinitely): the fallback where the kernel cannot be asked to."""
+    while os.getppid() == parent_pid:
         time.sleep(1.0)
     os._exit(1)
 
@@ -139,7 +194,8 @@ def embed_files(jobs: Iterable[tuple[str, dict]], embedder: Embedder, checkpoint
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(embedder.pipeline.to_dict(), embedder.encoder.name, checkpoint_dir)) as pool:
+                             initargs=(os.getpid(), embedder.pipeline.to_dict(), embedder.encoder.name,
+                                       checkpoint_dir)) as pool:
         pending = set()
         for path, metadata in jobs:
             pending.add(pool.submit(_work, path, metadata))

@@ -30,6 +30,7 @@ from .encoders.cnn import CNNEncoder
 from .encoders.networks import MelCNN
 from .errors import SoundalikeError, UsageError
 from .features import FeatureConfig, MelPower, compress
+from .ingest import die_with_parent
 
 CODECS = (("mp4", "aac", 32000), ("mp3", "libmp3lame", 32000), ("ogg", "libopus", 12000))
 
@@ -138,7 +139,8 @@ class ClipBank:
         # Decoding and re-encoding dominate start-up: two worker processes when there is enough to do.
         if len(jobs) >= 64:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=context) as pool:
+            with ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=context, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 loaded = pool.map(_load_clip, *zip(*jobs), chunksize=16)
                 self._collect(loaded, labels, progress, len(jobs))
         else:

@@ -295,8 +295,8 @@ def test_workers_die_with_a_killed_parent_and_release_its_stderr(tmp_path, momen
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     descendants: list[int] = []
     try:
-        if moment == "working":
-            assert run.stdout.readline(), "no file was embedded"
+        if moment == "working" and not run.stdout.readline():
+            pytest.fail(f"no file was embedded: {run.communicate(timeout=60)[1].decode()}")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # "starting": the workers exist but are still importing
             descendants = _children(run.pid)
@@ -312,7 +312,10 @@ def test_workers_die_with_a_killed_parent_and_release_its_stderr(tmp_path, momen
             time.sleep(0.1)
 
         assert [pid for pid in descendants if _alive(pid)] == []
-        assert run.stderr.read() == b""  # at its end: no orphan holds it open
+        reading = threading.Thread(target=run.stderr.read, daemon=True)
+        reading.start()
+        reading.join(timeout=10)
+        assert not reading.is_alive()  # its stderr ended: no orphan holds it open
     finally:
         for pid in descendants:
             if _alive(pid):
