@@ -40,6 +40,9 @@ _SAMPLE_TYPES = {"u8": "u1", "s16": "i2", "s32": "i4", "s64": "i8", "flt": "f4",
 # Float samples past 60 dB over full scale are damage, not sound (a fuzzed float WAV held 3e38, whose
 # square overflows the mel power to inf, and NaN): clipped here, non-finite ones made silent.
 _FLOAT_LIMIT = 1000.0
+# Telephone audio, the lowest real rate, is 8 kHz. A WAV header damaged to say 1 Hz made 64 kB decode
+# into 9 hours at 16 kHz; from 2 kHz up, a file can grow at most 8x in resampling.
+_MIN_SAMPLE_RATE = 2000
 _NOT_REGULAR = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
                 stat.S_IFSOCK: "a socket"}
 
@@ -212,6 +215,9 @@ def _mono_blocks(path: str | Path) -> Iterator[tuple[np.ndarray, int]]:
     pending_samples, rate = 0, 0
     with _open(path) as container:
         for frame in _decoded_frames(container, path):
+            if frame.sample_rate < _MIN_SAMPLE_RATE:
+                reason = f"a sample rate of {frame.sample_rate} Hz: its header is damaged"
+                raise DecodeError(f"not a readable audio file ({reason})", path)
             if pending and (frame.sample_rate != rate or pending_samples >= _BLOCK_S * rate):
                 yield np.concatenate(pending), rate
                 pending, pending_samples = [], 0

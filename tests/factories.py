@@ -195,3 +195,13 @@ def with_tag_not_utf8(path: str | Path) -> Path:
     data[tag + 1] = 0xFF
     path.write_bytes(bytes(data))
     return path
+
+
+def wav_claiming_rate(path: str | Path, samples: np.ndarray, sample_rate: int, claimed_rate: int) -> Path:
+    """A 16-bit WAV whose header then says `claimed_rate` samples a second (1 Hz: 64 kB hold 9 hours)."""
+    path = write_audio(path, samples, sample_rate)
+    data = bytearray(path.read_bytes())
+    fmt = data.find(b"fmt ")
+    data[fmt + 12 : fmt + 16] = claimed_rate.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path

@@ -26,6 +26,7 @@ from tests.factories import (
     chirp,
     noise,
     sine,
+    wav_claiming_rate,
     wav_with_zero_bits_per_sample,
     with_tag_not_utf8,
     write_audio,
@@ -377,6 +378,16 @@ def test_tags_that_are_not_utf8_do_not_stop_decoding(tmp_path, name):
 
     assert probe(path).duration_s == pytest.approx(2.0, abs=0.1)
     assert len(load_audio(path, RATE)) / RATE == pytest.approx(2.0, abs=0.1)
+
+
+def test_a_sample_rate_below_hearing_is_refused_not_stretched_into_hours(tmp_path):
+    path = wav_claiming_rate(tmp_path / "one-hertz.wav", noise(2.0), RATE, claimed_rate=1)
+
+    with pytest.raises(DecodeError) as raised:
+        load_audio(path, RATE)
+
+    _assert_one_line_error_about(raised.value, path, "not a readable audio file (a sample rate of 1 Hz")
+    assert len(load_audio(wav_claiming_rate(tmp_path / "low.wav", noise(2.0), RATE, 4000), RATE)) == 8 * RATE
 
 
 def test_samples_that_are_not_finite_decode_as_silence(tmp_path):
