@@ -138,7 +138,7 @@ def probe(path: str | Path) -> AudioInfo:
     except DecodeError:
         raise
     except Exception as error:  # noqa: BLE001 - whatever a hostile file provokes is that file's failure
-        raise DecodeError(_reason(error), path) from None
+        raise DecodeError(_reason(error, opened=True), path) from None
 
 
 def stream_audio(path: str | Path, sample_rate: int, chunk_s: float = 30.0) -> Iterator[np.ndarray]:
@@ -165,7 +165,7 @@ def stream_audio(path: str | Path, sample_rate: int, chunk_s: float = 30.0) -> I
     except DecodeError:
         raise
     except Exception as error:  # noqa: BLE001 - whatever a hostile file provokes is that file's failure
-        raise DecodeError(_reason(error), path) from None
+        raise DecodeError(_reason(error, opened=True), path) from None
     if pending_samples:
         yield np.concatenate(pending)
     elif not yielded_any:
@@ -242,7 +242,7 @@ def _decoded_frames(container: InputContainer, path: str | Path) -> Iterator[Aud
         except (av.error.FFmpegError, OSError) as error:
             if decoded_any:
                 return
-            raise DecodeError(_reason(error), path) from None
+            raise DecodeError(_reason(error, opened=True), path) from None
         for frame in frames:
             decoded_any = decoded_any or frame.samples > 0
             yield frame
@@ -317,9 +317,15 @@ def _audio_stream(container: InputContainer, path: str | Path) -> AudioStream:
     return stream
 
 
-def _reason(error: Exception, prefix: str = "not a readable audio file") -> str:
-    """A short human reason for an FFmpeg, OS or any error, without class names or FFmpeg dumps."""
+def _reason(error: Exception, prefix: str = "not a readable audio file", opened: bool = False) -> str:
+    """A short human reason for an FFmpeg, OS or any error, without class names or FFmpeg dumps.
+
+    Once the file is `opened`, an errno is the codec's verdict on its data (FFmpeg's AAC decoder said
+    EPERM of a fuzzed packet), not the file system's.
+    """
     code = getattr(error, "errno", None)
+    if opened and code in (errno.EACCES, errno.EPERM, errno.ENOENT):
+        return f"{prefix} (corrupt audio data)"
     if code in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if code == errno.ENOENT:

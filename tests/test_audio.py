@@ -417,6 +417,38 @@ def test_unreadable_file_raises_permission_denied(tmp_path, good_clips, monkeypa
     _assert_one_line_error_about(raised.value, path, "permission denied")
 
 
+def test_a_decoder_refusing_a_packet_is_not_a_permission_problem(tmp_path, good_clips, monkeypatch):
+    path = _write(tmp_path / "fuzzed.m4a", good_clips["m4a"].read_bytes())
+    real_open = av.open
+
+    class Refused:  # what FFmpeg's AAC decoder raised on a fuzzed .m4a
+        def decode(self):
+            raise av.error.PermissionError(errno.EPERM, "Operation not permitted", "avcodec_send_packet()")
+
+    class Container:  # the real one, but its packets are refused
+        def __init__(self, *args, **kwargs) -> None:
+            self.container = real_open(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exception) -> None:
+            self.container.close()
+
+        def demux(self, stream):
+            return iter([Refused()])
+
+    monkeypatch.setattr(av, "open", Container)
+
+    with pytest.raises(DecodeError) as raised:
+        load_audio(path, RATE)
+
+    _assert_one_line_error_about(raised.value, path, "not a readable audio file (corrupt audio data)")
+
+
 @pytest.mark.parametrize("ext", ["wav", "flac", "mp3"])
 def test_a_truncated_file_keeps_the_audio_before_the_cut(tmp_path, good_clips, ext):
     cut = _truncate(good_clips[ext], tmp_path / f"cut.{ext}", 0.5)
