@@ -243,7 +243,7 @@ def check_encoder(name: Optional[str], library: Path) -> None:
 
 
 def print_notices(library) -> None:
-    for notice in library.notices:
+    for notice in library.take_notices():
         typer.echo(f"note: {notice}", err=True)
 
 
@@ -322,7 +322,7 @@ def index(
     Pipeline options apply to a new library and are stored with it; an existing library keeps its own.
     Example: soundalike index ~/recordings --label-from parent
     """
-    from retrieval.pipeline import pipeline_from_options
+    from retrieval.configs import pipeline_from_options
     from retrieval.preprocess import parse_bandpass
 
     with handled(library):
@@ -330,6 +330,11 @@ def index(
         pipeline = pipeline_from_options(window_s=window, hop_s=hop, bandpass_hz=parse_bandpass(bandpass),
                                          bandpass_order=bandpass_order, normalize=normalize, trim_silence=trim)
         lib = open_library(library, db, create=True, pipeline=pipeline, encoder=encoder)
+        if encoder is not None and encoder != lib.active.name:  # an existing library switches first
+            previous = lib.active.name
+            with progress_bar(quiet, "re-embedding") as progress:
+                lib.use_encoder(encoder, progress)
+            lib.notices.append(f"switched the library from encoder {previous} to {encoder}")
         if index_factory is not None:
             lib.set_index_factory(index_factory)
         with progress_bar(quiet, "indexing") as progress:
@@ -469,15 +474,24 @@ def rebuild(
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """Rebuild the FAISS index from the stored vectors (no audio is decoded unless --reembed)."""
+    """Rebuild the FAISS index from the stored vectors (no audio is decoded unless --reembed).
+
+    An --index-factory that cannot be trained on the stored vectors is refused with the reason.
+    """
     with handled():
         lib = open_library(library, db)
-        if index_factory is not None:
-            lib.set_index_factory(index_factory)
         with progress_bar(quiet, "re-embedding") as progress:
-            report = lib.rebuild(reembed=reembed, progress=progress)
-        report_run(report, as_json, lib)
-        if report.failed:
+            report = lib.rebuild(reembed=reembed, index_factory=index_factory, progress=progress)
+        print_notices(lib)
+        failed = report.reembedded.failed if report.reembedded else []
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            if report.reembedded is not None:
+                report_run(report.reembedded, False, lib)
+            typer.echo(f"built a {report.index_type} index of {plural(report.vectors, 'vector')} "
+                       f"in {report.elapsed_s:.1f} s")
+        if failed:
             raise typer.Exit(1)
 
 
@@ -497,7 +511,7 @@ def remove(
 def stats(library: Path = LibraryOption, db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
     """What the library holds: recordings, windows, hours, labels, references, failures, encoder, index."""
     from retrieval.library import describe_pipeline
-    from retrieval.pipeline import PipelineConfig
+    from retrieval.configs import PipelineConfig  # not retrieval.pipeline: that imports torch
 
     with handled(library):
         lib = open_library(library, db)

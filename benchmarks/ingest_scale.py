@@ -35,7 +35,7 @@ LENGTHS_S = [((0.5, 3), 0.50), ((3, 10), 0.32), ((10, 30), 0.14), ((30, 90), 0.0
 FORMATS = [(".wav", 0.20), (".m4a", 0.20), (".mp3", 0.20), (".flac", 0.10), (".opus", 0.10), (".aiff", 0.05),
            (".ogg", 0.05), (".mp4", 0.05), (".mka", 0.05)]
 SAMPLE_RATES = [(16000, 0.35), (22050, 0.25), (44100, 0.25), (48000, 0.15)]
-# LIMITS.md: decode + log-mel + small CNN at 0.5 s hop on 2 cores, end to end.
+# The measured floor (benchmarks/README.md): decode + log-mel + small CNN at 0.5 s hop on 2 cores, end to end.
 FLOOR_FP32, FLOOR_BF16 = 230, 370
 BANK_SIZE = 400
 
@@ -194,7 +194,7 @@ def main() -> None:
         print(f"ingest, {name:8s} {speed:6.0f}x realtime ({result['elapsed_s']:.1f} s, {result['added']} files, "
               f"{result['failed']} failed, main process CPU {result['cpu_s']:.0f} s); main process RSS while "
               f"ingesting {result['rss_first_mb']:.0f} MB at file 100 -> {result['rss_last_mb']:.0f} MB at the end; peak RSS: main process {result['rss_mb']:.0f} MB, largest worker "
-              f"{worker_mb:.0f} MB, all together {tree_mb:.0f} MB; {speed / FLOOR_FP32:.2f}x LIMITS.md's fp32 "
+              f"{worker_mb:.0f} MB, all together {tree_mb:.0f} MB; {speed / FLOOR_FP32:.2f}x the measured fp32 "
               f"floor (230x), {speed / FLOOR_BF16:.2f}x its bf16 floor (370x); load average after it "
               f"{os.getloadavg()[1]:.1f} (5 min)")
         subprocess.run(["rm", "-rf", str(library)], check=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,7 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .3gp .3g2 .flv .wmv .asf .mpg .mpeg .ts .mts .ogv".split()
 )
-# FFmpeg's default probing reads far into a 16-bit WAV: 15-25 ms to open one (LIMITS.md), 0.4 ms
+# FFmpeg's default probing reads far into a 16-bit WAV: 20-25 ms to open one, 0.4 ms (benchmarks/README.md)
 # with a 2 kB probe. These headers hold all it needs; a misnamed MP3, AAC or Ogg is still found.
 _SMALL_PROBE_EXTENSIONS = frozenset({".wav", ".wave", ".aif", ".aiff", ".aifc"})
 # Resampling each decoded frame (~1k samples) costs about as much as decoding it; resampling 1 s
@@ -336,3 +337,37 @@ def _reason(error: Exception, prefix: str = "not a readable audio file", opened:
         return f"{prefix} (out of memory decoding it)"
     detail = getattr(error, "strerror", None) or next(iter(str(error).splitlines()), "")
     return f"{prefix} ({detail})" if detail else prefix
+
+
+def reencode(samples: np.ndarray, sample_rate: int, container_format: str, codec: str, bit_rate: int) -> np.ndarray:
+    """Encode mono samples with a lossy codec in memory and decode them back, aligned to the input."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=sample_rate, layout="mono")
+        stream.bit_rate = bit_rate
+        frame = av.AudioFrame.from_ndarray(samples[None].astype(np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = sample_rate, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    buffer.seek(0)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)  # Opus decodes at 48 kHz
+    with av.open(buffer) as container:
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    frames += resampler.resample(None)
+    decoded = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
+    return _align(samples, decoded.astype(np.float32))
+
+
+def _align(reference: np.ndarray, copy: np.ndarray, max_lag: int = 4096) -> np.ndarray:
+    """`copy` shifted to line up with `reference` (codec delays), cut or padded to its length."""
+    head = min(len(reference), len(copy), 32000)
+    if head > 2 * max_lag:
+        size = 1 << (2 * head - 1).bit_length()
+        correlation = np.fft.irfft(np.fft.rfft(copy[:head], size) * np.conj(np.fft.rfft(reference[:head], size)), size)
+        lags = np.concatenate([correlation[:max_lag], correlation[-max_lag:]])
+        lag = int(np.argmax(lags))
+        lag = lag if lag < max_lag else lag - 2 * max_lag
+        copy = copy[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag, np.float32), copy])
+    out = np.zeros(len(reference), np.float32)
+    out[: min(len(copy), len(reference))] = copy[: len(reference)]
+    return out

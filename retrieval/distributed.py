@@ -40,7 +40,7 @@ class EmbedActor:
     def __init__(self, pipeline: dict, encoder_name: str, checkpoint_dir: str | None) -> None:
         import torch
 
-        torch.set_num_threads(1)  # one CPU per actor: LIMITS.md, single-threaded processes beat intra-op threads
+        torch.set_num_threads(1)  # one CPU per actor: single-threaded processes beat intra-op threads (benchmarks/README.md)
         self.embedder = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name, checkpoint_dir))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .encoders import Encoder, load_encoder
-from .ingest import Embedder
-from .pipeline import PipelineConfig
+from .configs import PipelineConfig
+from .encoders import load_encoder
 from .store import Store
+
+if TYPE_CHECKING:
+    from .encoders.base import Encoder
+    from .ingest import Embedder
 
 
 class ActiveEncoder:
@@ -35,6 +39,8 @@ class ActiveEncoder:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
+            from .ingest import Embedder
+
             self._embedder = Embedder(self.pipeline, self.encoder)
         return self._embedder
 

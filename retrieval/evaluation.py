@@ -16,7 +16,7 @@ import numpy as np
 from .audio import load_audio
 from .errors import SoundalikeError, UsageError
 from .library import Library
-from .training import reencode
+from .audio import reencode
 
 TRANSFORMS = ("gain", "noise", "aac", "crop")
 

@@ -1,42 +1,10 @@
 """Spectral features: mel power computed once per block of audio, then compressed per window."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torchaudio
 
-from .errors import ConfigMismatchError
-
-FEATURE_KINDS = ("logmel", "pcen")
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How audio becomes a (n_mels, frames) image; an encoder is trained for exactly one of these."""
-
-    sample_rate: int = 16000
-    n_fft: int = 512
-    win_length: int = 400  # 25 ms
-    hop_length: int = 160  # 10 ms
-    n_mels: int = 64
-    f_min_hz: float = 50.0
-    f_max_hz: float = 8000.0
-    kind: str = "logmel"
-    dynamic_range_db: float = 30.0  # log-mel floor below each window's loudest bin
-
-    def __post_init__(self) -> None:
-        if self.kind not in FEATURE_KINDS:
-            raise ConfigMismatchError(f"unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
-        if not 0 <= self.f_min_hz < self.f_max_hz <= self.sample_rate / 2:
-            raise ConfigMismatchError(f"mel band {self.f_min_hz}-{self.f_max_hz} Hz does not fit {self.sample_rate} Hz audio")
-
-    def frames_in(self, num_samples: int) -> int:
-        """Number of feature frames for `num_samples` samples (no centre padding)."""
-        return max(0, 1 + (num_samples - self.n_fft) // self.hop_length) if num_samples >= self.n_fft else 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .configs import FEATURE_KINDS, FeatureConfig  # noqa: F401 (re-exported)
 
 
 class MelPower(torch.nn.Module):

@@ -36,14 +36,15 @@ MIN_POOL_FILES = 16
 MIN_POOL_BYTES = 20 << 20
 
 
-def plan(store: Store, index: VectorIndex | None, paths: Iterable[str | Path], label_from: str, reference: bool,
-         report: IndexReport) -> Iterator[list[Job]]:
+def plan(store: Store, index: VectorIndex | None, encoder_id: int, paths: Iterable[str | Path], label_from: str,
+         reference: bool, report: IndexReport) -> Iterator[list[Job]]:
     """Batches of jobs to embed; unchanged files are counted, moved and copied ones handled without decoding.
 
-    `index` (None when it is rebuilt after the run) follows the windows that moves and copies change.
+    `index` (None when it is rebuilt after the run) follows the windows of encoder `encoder_id` that moves
+    and copies change.
     """
     for batch in batched(_media_paths(paths, report), PLAN_BATCH):
-        yield _plan_batch(store, index, list(dict.fromkeys(batch)), label_from, reference, report)
+        yield _plan_batch(store, index, encoder_id, list(dict.fromkeys(batch)), label_from, reference, report)
 
 
 def _media_paths(paths: Iterable[str | Path], report: IndexReport) -> Iterator[str]:
@@ -69,8 +70,8 @@ def _media_paths(paths: Iterable[str | Path], report: IndexReport) -> Iterator[s
             report.failed.append((str(root), "no audio or video files found"))
 
 
-def _plan_batch(store: Store, index: VectorIndex | None, media: list[str], label_from: str, reference: bool,
-                report: IndexReport) -> list[Job]:
+def _plan_batch(store: Store, index: VectorIndex | None, encoder_id: int, media: list[str], label_from: str,
+                reference: bool, report: IndexReport) -> list[Job]:
     known = store.files_by_path(media)
     tags: dict[str | None, list[int]] = {}
     to_hash = []
@@ -118,7 +119,7 @@ def _plan_batch(store: Store, index: VectorIndex | None, media: list[str], label
             same_content.pop(metadata["content_hash"])
             report.moved += 1
         elif twin is not None and twin.path != path:
-            _, window_ids, replaced = store.copy_recording(twin.recording_id, metadata)
+            _, window_ids, replaced = store.copy_recording(twin.recording_id, metadata, encoder_id)
             if index is not None:
                 index.remove(replaced)
                 index.add(window_ids, store.windows_by_id(list(window_ids)).vectors)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from .audio import check_regular, probe, regular_file, stream_audio
-from .encoders import Encoder, load_encoder
+from .encoders import load_encoder
+from .encoders.base import Encoder
 from .errors import DecodeError, SoundalikeError
 from .pipeline import PipelineConfig, Windower
 
@@ -164,7 +165,7 @@ _worker: Embedder | None = None
 def _init_worker(parent_pid: int, pipeline: dict, encoder_name: str, checkpoint_dir: str | None) -> None:
     global _worker
     die_with_parent(parent_pid)
-    torch.set_num_threads(1)  # LIMITS.md: single-threaded worker processes beat intra-op threads
+    torch.set_num_threads(1)  # single-threaded workers beat intra-op threads (benchmarks/README.md)
     _worker = Embedder(PipelineConfig.from_dict(pipeline), load_encoder(encoder_name, checkpoint_dir))
 
 

@@ -3,6 +3,8 @@
 `Library` is a facade: opening and its config checks live here, and each operation is one call into the
 part that owns it: `indexing.py` (planning and writing files), `library_index.py` (the FAISS index and
 the writer lock), `querying.py` (search, references, scores), `training.py`, `clustering.py`, `projection.py`.
+Parts that need torch (embedding, training) are imported by the methods that use them, so opening a
+library and reading its metadata loads no encoder.
 """
 from __future__ import annotations
 
@@ -10,29 +12,31 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
 from . import clustering, projection
 from .encoders import DEFAULT_ENCODER, available_encoders, load_encoder
+from .configs import PipelineConfig
 from .encoding import ActiveEncoder
 from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, UsageError
-from .indexing import MIN_POOL_FILES, PlannedJobs, Writer, choose_workers, plan
-from .ingest import EmbeddedFile, embed_files
 from .library_index import INDEX_DIR, LibraryIndex
-from .pipeline import PipelineConfig
 from .querying import Querying
 from .results import (Hit, IndexReport, LibraryStats, QueryResult, RebuildReport, ReferenceMatch, ScoreResult)
 from .store import RecordingRow, Store, sqlite_url
 from .windows import Windows
+
+if TYPE_CHECKING:
+    from .ingest import EmbeddedFile
+    from .training import TrainingReport
 
 DB_FILE = "soundalike.db"
 ENCODERS_DIR = "encoders"
 LABEL_SOURCES = ("none", "parent")
 ENGINES = ("local", "ray")
 
-Progress = Callable[[EmbeddedFile | None, int], None]
+Progress = Callable[["EmbeddedFile | None", int], None]
 
 
 def writes(method: Callable) -> Callable:
@@ -130,10 +134,13 @@ class Library:
             raise UsageError(f"unknown --label-from {label_from!r}; choose one of {', '.join(LABEL_SOURCES)}")
         if engine not in ENGINES:
             raise UsageError(f"unknown --engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        from .indexing import PlannedJobs, Writer, choose_workers, plan
+        from .ingest import embed_files
+
         report = IndexReport()
         started = time.perf_counter()
         index = self.index_files.current(writable=True) if engine == "local" else None
-        jobs = PlannedJobs(plan(self.store, index, paths, label_from, reference, report), progress)
+        jobs = PlannedJobs(plan(self.store, index, self.encoder_id, paths, label_from, reference, report), progress)
         if engine == "ray":
             from .distributed import embed_on_ray
             results = embed_on_ray(jobs, self.embedder, self.checkpoint_dir, ray_address)
@@ -208,6 +215,9 @@ class Library:
 
     def _reembed(self, recordings: list[RecordingRow], progress: Progress | None) -> IndexReport:
         """Embed recordings again from their files with the current encoder; failures keep their old vectors."""
+        from .indexing import MIN_POOL_FILES
+        from .ingest import embed_files
+
         report = IndexReport()
         started = time.perf_counter()
         jobs = [(row.path, row.metadata) for row in recordings]
@@ -218,7 +228,8 @@ class Library:
             if result.error:
                 report.failed.append((result.path, result.error))
             else:
-                self.store.save_recording(result.metadata, self.encoder_id, result.start_s, result.end_s, result.vectors)
+                self.store.save_recording(result.metadata, self.encoder_id, result.start_s, result.end_s, result.vectors,
+                                          keep_other_encoders=True)
                 report.added += 1
                 report.audio_s += result.duration_s
             if progress:

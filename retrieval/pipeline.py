@@ -1,7 +1,7 @@
 """Audio file -> overlapping analysis windows -> encoder input features, streamed in chunks."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -10,47 +10,9 @@ import torch
 
 from .audio import stream_audio
 from .errors import UsageError
-from .features import FeatureConfig, MelPower, compress
+from .configs import FeatureConfig, PipelineConfig, pipeline_from_options  # noqa: F401 (re-exported)
+from .features import MelPower, compress
 from .preprocess import BandPass, PreprocessConfig, first_sound, is_silent, window_gains
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything between a file and the encoder, stored with the library so queries reuse it.
-
-    Defaults: 1 s windows every 0.5 s (benchmarks/README.md has the measurement behind them).
-    """
-
-    window_s: float = 1.0
-    hop_s: float = 0.5
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-
-    def __post_init__(self) -> None:
-        if not 0.1 <= self.window_s <= 30:
-            raise UsageError(f"window length {self.window_s} s is outside 0.1..30 s")
-        if not 0.01 <= self.hop_s <= self.window_s:
-            raise UsageError(f"window hop {self.hop_s} s must lie between 0.01 s and the window length")
-        if abs(self.hop_s * 100 - round(self.hop_s * 100)) > 1e-6:
-            raise UsageError(f"window hop {self.hop_s} s must be a multiple of 10 ms (the feature frame hop)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PipelineConfig":
-        data = dict(data)
-        data["preprocess"] = PreprocessConfig.from_dict(data.get("preprocess") or {})
-        return cls(**data)
-
-
-def pipeline_from_options(window_s: float | None = None, hop_s: float | None = None, **preprocess) -> PipelineConfig | None:
-    """A pipeline from the options a user gave (None = not given), or None when none was given."""
-    given = {key: value for key, value in preprocess.items() if value is not None}
-    if window_s is None and hop_s is None and not given:
-        return None
-    defaults = PipelineConfig()
-    return PipelineConfig(window_s=defaults.window_s if window_s is None else window_s,
-                          hop_s=defaults.hop_s if hop_s is None else hop_s, preprocess=PreprocessConfig(**given))
 
 
 @dataclass

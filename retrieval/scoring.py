@@ -1,7 +1,7 @@
 """From cosine similarity to distance, to a 0..100 score, and to a calibrated reference match.
 
 Calibration: each encoder carries `unrelated_distance`, the median distance it puts between unrelated
-recordings of a calibration corpus (benchmarks/calibrate.py measures it). The score maps distance 0
+recordings of its training corpus (measured when it is trained: `training.Trainer.unrelated_distance`). The score maps distance 0
 (identical) to 100 and that unrelated distance to 0, linearly, so 50 means "halfway between the same
 sound and a typical unrelated one" in every library built with that encoder.
 """

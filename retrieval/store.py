@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import and_, bindparam, create_engine, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, create_engine, delete, event, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -235,12 +235,15 @@ class Store:
         return files if many else {stored.path: stored for stored in files}
 
     def save_recording(self, metadata: dict, encoder_id: int, start_s: np.ndarray, end_s: np.ndarray,
-                       vectors: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+                       vectors: np.ndarray, keep_other_encoders: bool = False) -> tuple[int, np.ndarray, np.ndarray]:
         """Insert or replace the recording at metadata['path'] with its windows.
 
+        A changed file's windows are all replaced; re-embedding the same file with another encoder
+        (`keep_other_encoders`) replaces only that encoder's, so switching back needs no re-embedding.
         Returns (recording id, new window ids, ids of the windows it replaced).
         """
-        recording_ids, new, replaced = self._save([(metadata, start_s, end_s, vectors)], [], encoder_id)
+        recording_ids, new, replaced = self._save([(metadata, start_s, end_s, vectors)], [], encoder_id,
+                                                  keep_other_encoders)
         return recording_ids[0], new, replaced
 
     def save_failure(self, metadata: dict, error: str) -> np.ndarray:
@@ -258,7 +261,7 @@ class Store:
         return self._save(indexed, failed, encoder_id)[1:]
 
     def _save(self, indexed: list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]], failed: list[tuple[dict, str]],
-              encoder_id: int | None) -> tuple[list[int], np.ndarray, np.ndarray]:
+              encoder_id: int | None, keep_other_encoders: bool = False) -> tuple[list[int], np.ndarray, np.ndarray]:
         """save_recordings, also returning the ids of the recordings of `indexed` (deduplicated), in order."""
         now = utcnow()
         last = {}  # path -> position of its last entry, so that one path never becomes two rows
@@ -271,7 +274,7 @@ class Store:
         rows += [dict(metadata, status="failed", error=reason, updated_at=now) for metadata, reason in failed]
         with self.engine.begin() as conn:
             recording_ids = self._upsert_recordings(conn, rows, now)
-            replaced = self._delete_windows_of(conn, recording_ids)
+            replaced = self._delete_windows_of(conn, recording_ids, encoder_id if keep_other_encoders else None)
             window_rows = [{"recording_id": recording_id, "encoder_id": encoder_id, "start_s": float(start),
                             "end_s": float(end), "vector": vector.tobytes()}
                            for recording_id, (_, start_s, end_s, vectors) in zip(recording_ids, indexed)
@@ -298,27 +301,37 @@ class Store:
         return [existing[row["path"]] for row in rows]
 
     @staticmethod
-    def _delete_windows_of(conn: Connection, recording_ids: list[int]) -> np.ndarray:
+    def _delete_windows_of(conn: Connection, recording_ids: list[int], encoder_id: int | None = None) -> np.ndarray:
+        """Delete the recordings' windows (of one encoder, if given); returns their ids."""
         old = []
         for batch in _batches(recording_ids):
-            old.extend(conn.execute(select(Window.id).where(Window.recording_id.in_(batch))).scalars())
-        if old:
-            for batch in _batches(recording_ids):
-                conn.execute(delete(Window).where(Window.recording_id.in_(batch)))
+            chosen = Window.recording_id.in_(batch) if encoder_id is None else \
+                Window.recording_id.in_(batch) & (Window.encoder_id == encoder_id)
+            old.extend(conn.execute(select(Window.id).where(chosen)).scalars())
+            conn.execute(delete(Window).where(chosen))
         return np.array(old, dtype=np.int64)
 
-    def copy_recording(self, source_id: int, metadata: dict) -> tuple[int, np.ndarray, np.ndarray]:
-        """A new recording at metadata['path'] sharing the source's content: windows copied, nothing decoded."""
+    def copy_recording(self, source_id: int, metadata: dict,
+                       encoder_id: int | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+        """A new recording at metadata['path'] sharing the source's content: windows copied (every encoder's),
+        nothing decoded. Returns (recording id, its new window ids of `encoder_id` (or of all), replaced ids)."""
         source = self.recording(source_id)
         copied = {key: getattr(source, key) for key in ("content_hash", "duration_s", "sample_rate", "channels", "codec",
                                                         "label", "is_reference")}
-        windows = self.window_vectors([source_id])
-        encoder_id = self.window_encoder(source_id)
-        return self.save_recording(dict(copied, **metadata), encoder_id, windows.start_s, windows.end_s, windows.vectors)
-
-    def window_encoder(self, recording_id: int) -> int:
-        with self.engine.connect() as conn:
-            return conn.execute(select(Window.encoder_id).where(Window.recording_id == recording_id).limit(1)).scalar()
+        now = utcnow()
+        row = dict(copied, **metadata, status="indexed", error=None, updated_at=now)
+        columns = ("recording_id", "encoder_id", "start_s", "end_s", "vector")
+        with self.engine.begin() as conn:
+            (recording_id,) = self._upsert_recordings(conn, [row], now)
+            replaced = self._delete_windows_of(conn, [recording_id])
+            conn.execute(insert(Window).from_select(columns, select(
+                literal(recording_id), Window.encoder_id, Window.start_s, Window.end_s, Window.vector)
+                .where(Window.recording_id == source_id).order_by(Window.id)))
+            chosen = Window.recording_id == recording_id
+            if encoder_id is not None:
+                chosen = chosen & (Window.encoder_id == encoder_id)
+            new = np.array(conn.execute(select(Window.id).where(chosen).order_by(Window.id)).scalars().all(), np.int64)
+        return recording_id, new, replaced
 
     def move_recording(self, recording_id: int, metadata: dict) -> None:
         """The file of a recording moved to metadata['path']: its windows stay as they are."""
@@ -555,9 +568,9 @@ class Store:
                 .where(MapCoordinate.method == method).order_by(MapCoordinate.recording_id))]
 
     def recordings_not_embedded_by(self, encoder_id: int) -> list[RecordingRow]:
-        """Indexed recordings with windows from another encoder: what switching encoders must re-embed."""
-        return self._where(_INDEXED & Recording.id.in_(
-            select(Window.recording_id).where(Window.encoder_id != encoder_id).distinct()))
+        """Indexed recordings without windows of this encoder: what switching to it must embed."""
+        return self._where(_INDEXED & Recording.id.not_in(
+            select(Window.recording_id).where(Window.encoder_id == encoder_id).distinct()))
 
     def window_counts(self) -> dict[int, int]:
         """encoder id -> how many windows it has stored."""

@@ -9,7 +9,6 @@ telephone band, coloured noise and SpecAugment masks. A held-out part of the cli
 from __future__ import annotations
 
 import copy
-import io
 import math
 import multiprocessing
 import os
@@ -24,7 +23,7 @@ import av
 import numpy as np
 import torch
 
-from .audio import load_audio
+from .audio import load_audio, reencode
 from .augment import SpecAugment, WaveformAugment
 from .encoders.cnn import CNNEncoder
 from .encoders.networks import MelCNN
@@ -69,40 +68,6 @@ class TrainingReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def reencode(samples: np.ndarray, sample_rate: int, container_format: str, codec: str, bit_rate: int) -> np.ndarray:
-    """Encode mono samples with a lossy codec in memory and decode them back, aligned to the input."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=sample_rate, layout="mono")
-        stream.bit_rate = bit_rate
-        frame = av.AudioFrame.from_ndarray(samples[None].astype(np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = sample_rate, 0
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    buffer.seek(0)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)  # Opus decodes at 48 kHz
-    with av.open(buffer) as container:
-        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
-    frames += resampler.resample(None)
-    decoded = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
-    return _align(samples, decoded.astype(np.float32))
-
-
-def _align(reference: np.ndarray, copy: np.ndarray, max_lag: int = 4096) -> np.ndarray:
-    """`copy` shifted to line up with `reference` (codec delays), cut or padded to its length."""
-    head = min(len(reference), len(copy), 32000)
-    if head > 2 * max_lag:
-        size = 1 << (2 * head - 1).bit_length()
-        correlation = np.fft.irfft(np.fft.rfft(copy[:head], size) * np.conj(np.fft.rfft(reference[:head], size)), size)
-        lags = np.concatenate([correlation[:max_lag], correlation[-max_lag:]])
-        lag = int(np.argmax(lags))
-        lag = lag if lag < max_lag else lag - 2 * max_lag
-        copy = copy[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag, np.float32), copy])
-    out = np.zeros(len(reference), np.float32)
-    out[: min(len(copy), len(reference))] = copy[: len(reference)]
-    return out
 
 
 def _load_clip(path: str, sample_rate: int, window: int, max_seconds: float) -> list[np.ndarray] | None:

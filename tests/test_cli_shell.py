@@ -56,6 +56,14 @@ def test_help_does_not_import_torch():
     assert "Usage" in probe.stdout and probe.stdout.splitlines()[-1] == "[]", probe.stderr
 
 
+def test_stats_does_not_import_torch(library):
+    code = (f"import sys\nfrom cli import app\ntry:\n    app(['stats', '--library', {str(library)!r}])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert "recordings  3" in probe.stdout and probe.stdout.splitlines()[-1] == "False", probe.stderr
+
+
 def test_version_is_the_installed_one():
     assert run("--version") == (0, f"soundalike {version('soundalike')}\n")
 

@@ -66,3 +66,65 @@ def test_the_index_layer_imports_without_torch_sqlalchemy_or_av():
     """index/ needs only the standard library, NumPy and FAISS."""
     loaded = {module: outcome for module, outcome in import_each(module_names("index")).items() if outcome != []}
     assert not loaded, "\n".join(f"{module}: {outcome}" for module, outcome in sorted(loaded.items()))
+
+
+#: Data flows one way: a module imports (at its top or inside a function) only modules of its own layer
+#: or of the layers above it in this list. index/ is a layer of its own that imports nothing of retrieval.
+LAYERS = [
+    {"retrieval.errors", "retrieval.results", "retrieval.schema", "retrieval.windows", "retrieval.scoring",
+     "retrieval.extras"},
+    {"retrieval.search", "retrieval.preprocess", "retrieval.configs", "retrieval.audio", "retrieval.augment"},
+    {"retrieval.features", "retrieval.pipeline", "retrieval.encoders"},
+    {"retrieval.store", "retrieval.ingest", "retrieval.training"},
+    {"retrieval.encoding", "retrieval.library_index", "retrieval.indexing", "retrieval.distributed",
+     "retrieval.clustering", "retrieval.projection", "retrieval.map_render"},
+    {"retrieval.querying"},
+    {"retrieval.library"},
+    {"retrieval", "retrieval.comparison", "retrieval.evaluation", "retrieval.web"},
+    {"cli"},
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module: its own entry, or the entry of the nearest package that holds it."""
+    if module.startswith("index"):
+        return -1
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        for number, layer in enumerate(LAYERS):
+            if ".".join(parts[:end]) in layer:
+                return number
+    raise AssertionError(f"{module} is in no layer of tests/test_imports.py LAYERS; add it where it belongs")
+
+
+def project_imports(module: str) -> set[str]:
+    """The project modules that `module` imports anywhere in its source."""
+    import ast
+
+    path = ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
+                if node.level else node.module
+            submodules = {f"{base}.{alias.name}" for alias in node.names
+                          if (ROOT / Path(*base.split("."), alias.name)).with_suffix(".py").exists()}
+            found.update(submodules if submodules and len(submodules) == len(node.names) else submodules | {base})
+    return {name for name in found if name.split(".")[0] in ("retrieval", "index", "cli")}
+
+
+def test_imports_flow_one_way_through_the_layers():
+    upward = [f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+              for module in project_modules() if not module.startswith("migrations")
+              for target in sorted(project_imports(module))
+              if layer_of(target) > layer_of(module) and not (module.startswith("index") and target.startswith("index"))]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_index_layer_imports_nothing_of_retrieval():
+    assert not {target for module in module_names("index") for target in project_imports(module)
+                if not target.startswith("index")}

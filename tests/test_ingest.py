@@ -55,7 +55,7 @@ def test_planning_hashes_one_batch_before_the_first_jobs_come_out(tmp_path, stor
     hashed = []
     monkeypatch.setattr(indexing, "PLAN_BATCH", 4)
     monkeypatch.setattr(indexing, "content_hash", lambda path: hashed.append(path) or str(path))
-    batches = plan(store, None, [tmp_path / "audio"], "none", False, IndexReport())
+    batches = plan(store, None, store.ensure_encoder(ENCODER), [tmp_path / "audio"], "none", False, IndexReport())
     assert len(next(batches)) == 4 and len(hashed) == 4
     assert [len(batch) for batch in batches] == [4, 2] and len(hashed) == 10
 

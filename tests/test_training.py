@@ -9,7 +9,8 @@ from retrieval.augment import ColouredNoise, RandomEqualizer, SpecAugment, Wavef
 from retrieval.encoders.cnn import CNNEncoder
 from retrieval.encoders.networks import MelCNN
 from retrieval.features import FeatureConfig
-from retrieval.training import TrainingConfig, contrastive_loss, reencode, train
+from retrieval.audio import reencode
+from retrieval.training import TrainingConfig, contrastive_loss, train
 from tests.factories import chirp, noise, sine, write_audio
 
 

@@ -6,9 +6,12 @@ Any other name is a checkpoint `<name>.pt` in a library's encoders folder, writt
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigMismatchError
-from .base import Encoder
+
+if TYPE_CHECKING:  # the interface imports torch: loaded with the first encoder, not with this module
+    from .base import Encoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_CNN = WEIGHTS_DIR / "cnn.pt"
@@ -36,4 +39,4 @@ def available_encoders(checkpoint_dir: str | Path | None = None) -> list[str]:
     return [name for name in BUILT_IN if name != "cnn" or SHIPPED_CNN.exists()] + trained
 
 
-__all__ = ["Encoder", "DEFAULT_ENCODER", "BUILT_IN", "available_encoders", "load_encoder"]
+__all__ = ["DEFAULT_ENCODER", "BUILT_IN", "available_encoders", "load_encoder"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.files import atomic_path
 from ..audio import load_audio
 
 # What Chromium, Firefox and Safari decode in an <audio> element (by extension; codecs inside vary little).
@@ -41,11 +42,9 @@ class PlayableCache:
             rate = min(sample_rate or 44100, MAX_RATE)
             samples = load_audio(path, rate)
             pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-            temporary = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            with wave.open(str(temporary), "wb") as output:
+            with atomic_path(target) as temporary, wave.open(str(temporary), "wb") as output:
                 output.setnchannels(1)
                 output.setsampwidth(2)
                 output.setframerate(rate)
                 output.writeframes(pcm.tobytes())
-            os.replace(temporary, target)
         return target
