@@ -209,6 +209,39 @@ def test_unknown_ids_and_routes_are_404(client):
     error_of(client.get("/api/recordings/abc"), 422)
 
 
+def test_ids_and_offsets_beyond_an_sql_integer_are_refused_at_the_edge(client):
+    too_big = 2**63
+    for route in (f"/api/recordings/{too_big}", f"/api/recordings/{too_big}/audio", f"/api/recordings/{too_big}/neighbours",
+                  f"/api/recordings/1/compare/{too_big}", f"/api/recordings/{2**64}/compare/1/plot", "/api/recordings/0",
+                  "/api/recordings/-1", f"/api/recordings?offset={too_big}"):
+        assert "than" in error_of(client.get(route), 422), route  # "less than or equal to ..." / "greater than ..."
+    with open(__file__, "rb") as handle:
+        error_of(client.post("/api/compare", params={"recording_id": too_big}, files={"file": ("a.wav", handle)}), 422)
+    assert client.get("/api/recordings", params={"offset": 2**63 - 1}).json()["items"] == []
+    error_of(client.get(f"/api/recordings/{2**63 - 1}"), 404)
+
+
+def test_a_method_a_route_does_not_take_is_405_naming_the_allowed_ones(client):
+    response = client.delete("/api/stats")
+    assert response.status_code == 405 and response.headers["allow"] == "GET"
+    assert client.put("/api/query").headers["allow"] == "POST"
+
+
+def test_uploads_with_damaged_tags_or_headers_are_4xx_or_answered(client, folder, tmp_path):
+    from tests.factories import mp3_claiming_frames, wav_with_zero_bits_per_sample, with_tag_not_utf8
+    tone = sine(440, 2.0)
+    damaged = [with_tag_not_utf8(write_audio(tmp_path / "latin1.m4a", tone, RATE)),
+               with_tag_not_utf8(write_audio(tmp_path / "latin1.mp3", tone, RATE)),
+               wav_with_zero_bits_per_sample(tmp_path / "zero-bits.wav", tone, RATE),
+               mp3_claiming_frames(tmp_path / "days.mp3", tone, RATE)]
+    for path in damaged:
+        for route in ("/api/query", "/api/score"):
+            response = client.post(route, files={"file": (path.name, path.read_bytes())})
+            assert response.status_code in (200, 400, 415, 422), (path.name, route, response.text)
+            if response.status_code != 200:
+                assert path.name in error_of(response, response.status_code)
+
+
 def test_path_traversal_never_reaches_the_file_system(client):
     for attempt in ("/api/recordings/..%2F..%2F..%2Fetc%2Fpasswd/audio", "/api/recordings/%2Fetc%2Fpasswd/audio",
                     "/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",

@@ -10,9 +10,10 @@ import mimetypes
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +31,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 100 << 20
 MAX_K = 200
 MAX_PAGE = 500
+# Ids and offsets are SQL integers: larger numbers are refused here (422), not by the database (500).
+MAX_INTEGER = 2**63 - 1
+RecordingId = Annotated[int, PathParameter(ge=1, le=MAX_INTEGER, description="A recording id.")]
 # Types browsers know by these names; the rest fall back to `mimetypes`.
 AUDIO_MEDIA_TYPES = {".m4a": "audio/mp4", ".opus": "audio/ogg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
                      ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".webm": "audio/webm",
@@ -114,21 +118,21 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
         return await with_upload(request, filename, work)
 
     @app.get("/api/recordings", response_model=RecordingPage, responses=ERRORS, tags=["library"])
-    async def recordings(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_PAGE),
+    async def recordings(offset: int = Query(0, ge=0, le=MAX_INTEGER), limit: int = Query(50, ge=1, le=MAX_PAGE),
                          q: Optional[str] = Query(None, max_length=500, description="Part of a path or a label.")
                          ) -> RecordingPage:
         """A page of the library's recordings, by id; `q` keeps those whose path or label contains it."""
         return await shared.read(_recording_page, library, offset, limit, q)
 
     @app.get("/api/recordings/{recording_id}", response_model=RecordingItem, responses=ERRORS, tags=["library"])
-    async def recording(recording_id: int) -> RecordingItem:
+    async def recording(recording_id: RecordingId) -> RecordingItem:
         """One recording."""
         row = await shared.read(_recording_row, library, recording_id)
         return _item(row, await shared.read(library.cluster_assignments, [recording_id]))
 
     @app.get("/api/recordings/{recording_id}/audio", responses={**ERRORS, 200: {"content": {"audio/*": {}}}},
              response_class=FileResponse, tags=["library"])
-    async def audio(recording_id: int, playable: bool = Query(False, description=(
+    async def audio(recording_id: RecordingId, playable: bool = Query(False, description=(
             "Convert formats browsers cannot play (AIFF, WMA, AMR, ...) to WAV; others are sent as they are."))
                     ) -> FileResponse:
         """The recording's file itself (byte ranges supported, so players can seek)."""
@@ -149,7 +153,7 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
 
     @app.get("/api/recordings/{recording_id}/neighbours", response_model=QueryResult, responses=ERRORS,
              tags=["search"])
-    async def neighbours(recording_id: int, k: int = Query(10, ge=1, le=MAX_K)) -> QueryResult:
+    async def neighbours(recording_id: RecordingId, k: int = Query(10, ge=1, le=MAX_K)) -> QueryResult:
         """The k recordings most similar to a stored one (itself left out), from its stored vectors."""
         await shared.read(_recording_row, library, recording_id)
         return await shared.run(library.neighbours, recording_id, k)
@@ -177,7 +181,7 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
         return JSONResponse(await shared.run(_map, library))
 
     @app.post("/api/compare", responses=ERRORS, tags=["explore"], openapi_extra={"requestBody": UPLOAD_BODY})
-    async def compare(request: Request, recording_id: int = Query(..., description="The recording to compare with."),
+    async def compare(request: Request, recording_id: int = Query(..., ge=1, le=MAX_INTEGER, description="The recording to compare with."),
                       filename: Optional[str] = Query(None)) -> JSONResponse:
         """How the upload and a recording compare at their best alignment: `soundalike compare --json`."""
         def work(upload: Upload) -> dict:
@@ -186,7 +190,7 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
 
     @app.post("/api/compare/plot", responses={**ERRORS, 200: {"content": {"image/png": {}}}}, tags=["explore"],
               response_class=Response, openapi_extra={"requestBody": UPLOAD_BODY})
-    async def compare_plot(request: Request, recording_id: int = Query(...),
+    async def compare_plot(request: Request, recording_id: int = Query(..., ge=1, le=MAX_INTEGER),
                            filename: Optional[str] = Query(None)) -> Response:
         """The spectrograms of the upload and a recording, as `compare --plot` draws them (PNG)."""
         def work(upload: Upload) -> bytes:
@@ -194,13 +198,13 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
         return Response(await with_upload(request, filename, work), media_type="image/png")
 
     @app.get("/api/recordings/{recording_id}/compare/{other_id}", responses=ERRORS, tags=["explore"])
-    async def compare_recordings(recording_id: int, other_id: int) -> JSONResponse:
+    async def compare_recordings(recording_id: RecordingId, other_id: RecordingId) -> JSONResponse:
         """Two stored recordings compared, as `POST /api/compare` compares an upload."""
         return JSONResponse((await shared.run(_stored_comparison, library, recording_id, other_id)).to_dict())
 
     @app.get("/api/recordings/{recording_id}/compare/{other_id}/plot", response_class=Response, tags=["explore"],
              responses={**ERRORS, 200: {"content": {"image/png": {}}}})
-    async def compare_recordings_plot(recording_id: int, other_id: int) -> Response:
+    async def compare_recordings_plot(recording_id: RecordingId, other_id: RecordingId) -> Response:
         """The spectrograms of two stored recordings (PNG)."""
         comparison = await shared.run(_stored_comparison, library, recording_id, other_id)
         return Response(await shared.run(_png, comparison), media_type="image/png")  # pyplot: one at a time

@@ -94,7 +94,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else "request refused"
-        return error_response(error.status_code, "not found" if error.status_code == 404 and message == "Not Found" else message)
+        response = error_response(error.status_code,
+                                  "not found" if error.status_code == 404 and message == "Not Found" else message)
+        response.headers.update(error.headers or {})  # a 405 says which methods are allowed (Allow)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
