@@ -246,6 +246,7 @@ def test_csv_output_has_one_row_per_result(library, folder, tmp_path):
     assert rows[0].startswith("query,rank,path") and len(rows) == 4
 
 
+@pytest.mark.slow  # ~55 s: a fifth of the default suite
 def test_a_two_hour_recording_is_indexed_in_chunks(tmp_path):
     folder = tmp_path / "long"
     folder.mkdir()

@@ -88,6 +88,7 @@ def test_umap_without_umap_learn_names_the_extra(store, encoder_id, monkeypatch)
         map_recordings(store, encoder_id, "umap")
 
 
+@pytest.mark.slow  # ~23 s: UMAP compiles its numba code first
 @pytest.mark.skipif(importlib.util.find_spec("umap") is None, reason="umap-learn is not installed")
 def test_umap_map_is_stored_beside_the_pca_one(store, encoder_id):
     pca = map_recordings(store, encoder_id, "pca")
