@@ -758,5 +758,96 @@ def map_command(
         typer.echo(f"map of {plural(len(result.points), 'recording')} ({result.method}) written to {shown(out)}")
 
 
+classify_app = typer.Typer(help="Teach the library a labelling and label new recordings.", no_args_is_help=True,
+                           rich_markup_mode=None)
+app.add_typer(classify_app, name="classify")
+ClassifierNameOption = typer.Option("default", "--name", help="Classifier name (letters, digits, - _ .).")
+
+
+@classify_app.command(name="train")
+def classify_train(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    labels: str = typer.Option("parent", "--labels", help="'parent' (the labels of --label-from parent) or a CSV "
+                               "of path,label (relative paths from the CSV's folder)."),
+    name: str = ClassifierNameOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train a classifier on the labelled recordings' vectors; prints cross-validated accuracy, macro-F1, confusion.
+
+    Example: soundalike classify train --labels parent --name takes
+    """
+    with handled(library):
+        lib = open_library(library, db)
+        report = lib.train_classifier(name=name, labels=labels)
+        print_notices(lib)
+        for warning in report.warnings:
+            typer.echo(f"warning: {shown(warning)}", err=True)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+            return
+        typer.echo(f"classifier {shown(report.name)}: {plural(len(report.labels), 'label')}, "
+                   f"{plural(sum(report.examples.values()), 'recording')}, encoder {report.encoder['name']} "
+                   f"v{report.encoder['version']}, {report.folds}-fold cross-validation")
+        typer.echo(f"accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  temperature {report.temperature:.3f}")
+        first = max(len("true/predicted"), *(len(shown(label)) for label in report.labels))
+        width = max(5, *(len(shown(label)) for label in report.labels))
+        typer.echo(f"{'true/predicted':<{first}}  " + "  ".join(f"{shown(label):>{width}}" for label in report.labels))
+        for label, row in zip(report.labels, report.confusion):
+            typer.echo(f"{shown(label):<{first}}  " + "  ".join(f"{count:>{width}}" for count in row))
+        typer.echo(f"saved {shown(report.path)}")
+
+
+@classify_app.command(name="predict")
+def classify_predict(
+    paths: List[Path] = typer.Argument(..., help="Audio files or folders to label."),
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    name: str = ClassifierNameOption,
+    min_confidence: float = typer.Option(0.0, "--min-confidence", min=0.0, max=1.0,
+                                         help="Below this top probability the label is 'unknown'."),
+    as_json: bool = JsonOption,
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the predictions to this CSV file."),
+) -> None:
+    """Each file's label by a trained classifier, its calibrated probability and the top 3.
+
+    Example: soundalike classify predict new-takes/ --min-confidence 0.6
+    """
+    with handled(library):
+        lib = open_library(library, db)
+        lib.classifier(name)  # an unknown name or another encoder fails once, before any file
+
+        def predict_one(path: Path):
+            [prediction] = lib.classify([path], name=name, min_confidence=min_confidence)
+            typer.echo(json.dumps(prediction.to_dict()) if as_json else format_prediction(prediction))
+            return prediction
+
+        if not as_json:
+            typer.echo(f"{'label':<16} {'conf':>5}  {'top 3':<40} path")
+        predictions, failed = each_audio_file(paths, predict_one)
+        print_notices(lib)
+        if csv_path:
+            write_predictions_csv(csv_path, predictions)
+        if not predictions and not failed:
+            fail("no audio files among the paths")
+        if failed:
+            raise typer.Exit(1)
+
+
+def format_prediction(prediction) -> str:
+    top = ", ".join(f"{shown(item.label)} {item.probability:.2f}" for item in prediction.top)
+    return f"{shown(prediction.label):<16} {prediction.confidence:>5.2f}  {top:<40} {shown(prediction.path)}"
+
+
+def write_predictions_csv(path: Path, predictions) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "confidence"] + [f"{kind}_{rank}" for rank in range(1, 4)
+                                                            for kind in ("label", "probability")])
+        for prediction in predictions:
+            writer.writerow([prediction.path, prediction.label, prediction.confidence]
+                            + [value for item in prediction.top for value in (item.label, item.probability)])
+
+
 if __name__ == "__main__":
     app()

@@ -20,10 +20,12 @@ _EXPORTS = {
     "Cluster": "clustering", "Clustering": "clustering", "Comparison": "comparison", "compare": "comparison",
     "plot_comparison": "comparison", "LibraryMap": "projection", "MapPoint": "projection",
     "render_map": "map_render", "render_map_html": "map_render", "render_map_png": "map_render",
+    "Classifier": "classifier", "ClassifierReport": "results", "Prediction": "results",
 }
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .classifier import Classifier
     from .clustering import Cluster, Clustering
     from .comparison import Comparison, compare, plot_comparison
     from .errors import SoundalikeError
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
     from .pipeline import PipelineConfig
     from .preprocess import PreprocessConfig
     from .projection import LibraryMap, MapPoint
-    from .results import Hit, IndexReport, LibraryStats, QueryResult, RebuildReport, ReferenceMatch, ScoreResult
+    from .results import (ClassifierReport, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
+                          ReferenceMatch, ScoreResult)
 
 
 def __getattr__(name: str) -> Any:

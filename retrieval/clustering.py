@@ -101,8 +101,17 @@ def recording_vectors(store: Store, encoder_id: int) -> tuple[np.ndarray, np.nda
     else:
         means = np.zeros((len(ids), sums_all.shape[1]))
         np.add.at(means, inverse, sums_all)
-    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    return ids, means.astype(np.float32)
+    return ids, unit_rows(means)
+
+
+def pooled_vector(window_vectors: np.ndarray) -> np.ndarray:
+    """One recording's vector (1, dimension) float32 from its window vectors (windows, dimension), as above."""
+    return unit_rows(window_vectors.astype(np.float64).mean(axis=0, keepdims=True))
+
+
+def unit_rows(means: np.ndarray) -> np.ndarray:
+    """Rows (n, dimension) scaled to unit length, as float32 (a zero row stays zero)."""
+    return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def kmeans(vectors: np.ndarray, k: int, seed: int = 0, restarts: int = KMEANS_RESTARTS) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 `Library` is a facade: opening and its config checks live here, and each operation is one call into the
 part that owns it: `indexing.py` (planning and writing files), `library_index.py` (the FAISS index and
-the writer lock), `querying.py` (search, references, scores), `training.py`, `clustering.py`, `projection.py`.
+the writer lock), `querying.py` (search, references, scores), `training.py`, `clustering.py`, `projection.py`,
+`classifier.py`.
 Parts that need torch (embedding, training) are imported by the methods that use them, so opening a
 library and reading its metadata loads no encoder.
 """
@@ -23,16 +24,19 @@ from .encoding import ActiveEncoder
 from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, UsageError
 from .library_index import INDEX_DIR, LibraryIndex
 from .querying import Querying
-from .results import (Hit, IndexReport, LibraryStats, QueryResult, RebuildReport, ReferenceMatch, ScoreResult)
+from .results import (ClassifierReport, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
+                      ReferenceMatch, ScoreResult)
 from .store import RecordingRow, Store, sqlite_url
 from .windows import Windows
 
 if TYPE_CHECKING:
+    from .classifier import Classifier
     from .ingest import EmbeddedFile
     from .training import TrainingReport
 
 DB_FILE = "soundalike.db"
 ENCODERS_DIR = "encoders"
+CLASSIFIERS_DIR = "classifiers"
 LABEL_SOURCES = ("none", "parent")
 ENGINES = ("local", "ray")
 
@@ -375,6 +379,39 @@ class Library:
     def stored_map(self, method: str | None = None) -> projection.LibraryMap | None:
         """The stored map of `method` (default: the latest computed), with current labels and clusters."""
         return projection.stored_map(self.store, method)
+
+    # labelling: classifiers on the recording vectors (classifier.py)
+
+    def train_classifier(self, name: str = "default", labels: str | Path = "parent") -> ClassifierReport:
+        """Cross-validate and train classifier `name` on the labelled recordings ("parent": the stored labels,
+        else a CSV of path,label) and store it in the library's classifiers/ folder."""
+        from .classifier import train_classifier
+
+        return train_classifier(self.store, self.encoder_id, self.active.config, self.root / CLASSIFIERS_DIR,
+                                name, labels)
+
+    def classifier(self, name: str = "default") -> "Classifier":
+        """The stored classifier `name`, refused when it was trained on another encoder than the active one."""
+        from .classifier import load_classifier
+
+        classifier = load_classifier(self.root / CLASSIFIERS_DIR, name)
+        classifier.check_encoder(self.active.config)
+        return classifier
+
+    def classify(self, paths: Iterable[str | Path], name: str = "default",
+                 min_confidence: float = 0.0) -> list[Prediction]:
+        """Each audio file's label by classifier `name`, embedded as `query` embeds it; "unknown" below
+        `min_confidence` (the top probability)."""
+        from .classifier import check_confidence
+
+        check_confidence(min_confidence)
+        classifier = self.classifier(name)
+        predictions = []
+        for path in paths:
+            duration_s, windows = self.querying.embed_file(path)
+            predictions.append(classifier.predict(str(Path(path).resolve()), round(duration_s, 3), windows.vectors,
+                                                  min_confidence))
+        return predictions
 
 
 def describe_pipeline(pipeline: PipelineConfig) -> str:

@@ -112,3 +112,45 @@ class LibraryStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class ClassifierReport:
+    """A trained classifier: its labels, how it was cross-validated, and what to be wary of."""
+
+    name: str
+    path: str
+    encoder: dict  # {"name", "version"} of the encoder whose vectors it was trained on
+    labels: list[str]
+    examples: dict[str, int]  # label -> recordings trained on
+    folds: int
+    accuracy: float  # out-of-fold, over every example
+    macro_f1: float
+    confusion: list[list[int]]  # [true label][predicted label], in the order of `labels`
+    temperature: float  # divides the logits; fitted on the out-of-fold logits
+    warnings: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LabelProbability:
+    label: str
+    probability: float
+
+
+@dataclass
+class Prediction:
+    """A classifier's answer for one audio file: the label ("unknown" below the threshold) and the top 3."""
+
+    path: str
+    duration_s: float
+    label: str
+    confidence: float  # probability of the most probable label
+    top: list[LabelProbability]
+    classifier: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -40,7 +40,7 @@ def library(clips) -> Path:
 
 @pytest.mark.parametrize("command", [None] + COMMANDS)
 def test_help_texts_are_printed_whole(command):
-    code, output = run(*([command] if command else []), "--help")
+    code, output = run(*(command.split() if command else []), "--help")
     assert code == 0 and "Usage" in output and "╭" not in output
     if command == "index":
         assert "Order of the band-pass filter [default: 4]." in " ".join(output.split())
@@ -86,6 +86,8 @@ def bad_options(clips, library) -> dict[str, list]:
         "compare": [clip, clip, "--plot", clips.parent / "picture.jpg"],
         "cluster": ["--library", library, "--k", "many"],
         "map": ["--library", library, "--method", "tsne"],
+        "classify train": ["--library", library, "--name", "../escape"],
+        "classify predict": [clip, "--library", library, "--min-confidence", "2"],
     }
 
 
@@ -95,7 +97,7 @@ def test_every_command_has_a_bad_option_case(bad_options):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_bad_option_value_exits_2_with_one_error_line(bad_options, command):
-    code, output = run(command, *bad_options[command])
+    code, output = run(*command.split(), *bad_options[command])
     assert code == 2, output
     assert len(output.splitlines()) == 1 and output.startswith("error: "), output
 

@@ -8,13 +8,15 @@ from typer.testing import CliRunner
 
 from cli import app
 
-COMMANDS = [command.name or command.callback.__name__ for command in app.registered_commands]
+COMMANDS = [command.name or command.callback.__name__ for command in app.registered_commands] + [
+    f"{group.name} {command.name or command.callback.__name__}" for group in app.registered_groups
+    for command in group.typer_instance.registered_commands]
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_command_has_help_and_is_in_the_readme(command):
-    result = CliRunner().invoke(app, [command, "--help"])
+    result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
     assert f"soundalike {command}" in README
 

@@ -77,7 +77,7 @@ LAYERS = [
     {"retrieval.features", "retrieval.pipeline", "retrieval.encoders"},
     {"retrieval.store", "retrieval.ingest", "retrieval.training"},
     {"retrieval.encoding", "retrieval.library_index", "retrieval.indexing", "retrieval.distributed",
-     "retrieval.clustering", "retrieval.projection", "retrieval.map_render"},
+     "retrieval.clustering", "retrieval.classifier", "retrieval.projection", "retrieval.map_render"},
     {"retrieval.querying"},
     {"retrieval.library"},
     {"retrieval", "retrieval.comparison", "retrieval.evaluation", "retrieval.web"},
