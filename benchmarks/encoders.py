@@ -39,7 +39,7 @@ from tests.factories import write_audio  # noqa: E402
 RATE = 16000
 PEERS = Path(__file__).resolve().parent / "peers"
 KINDS = ("phone", "mp3", "crop", "noise")
-METHODS = ("mfcc", "logmel", "birdnet", "oww", "stats", "untrained", "cnn", "ssl", "supervised")
+METHODS = ("mfcc", "logmel", "birdnet", "oww", "stats", "untrained", "cnn", "candidate", "ssl", "supervised")
 
 
 def split(corpus: Path) -> tuple[list[Path], list[Path]]:
@@ -50,6 +50,10 @@ def split(corpus: Path) -> tuple[list[Path], list[Path]]:
 
 def label_of(path: Path) -> str:
     return f"{path.parent.parent.name}/{path.parent.name}"
+
+
+def family_of(path: Path) -> str:
+    return path.parent.parent.name
 
 
 def make_queries(library_files: list[Path], extra: list[Path], work: Path, count: int) -> tuple[list, list]:
@@ -125,7 +129,7 @@ def clip_method(name: str, library_files: list[Path], copies: list, events: list
         relevant = labels.count(label) - 1
         if relevant:
             order = np.argsort(-similarity[i])[:10]
-            metrics.append(ranking_metrics([labels[j] for j in order], label, relevant))
+            metrics.append((family_of(library_files[i]), ranking_metrics([labels[j] for j in order], label, relevant)))
     top = np.argmax(queries @ base.T, axis=1)
     index_of = {path: i for i, path in enumerate(library)}
     found = {kind: [] for kind in KINDS}
@@ -136,17 +140,25 @@ def clip_method(name: str, library_files: list[Path], copies: list, events: list
     scores = base[others] @ base[references].T
     same = np.array([[labels[o] == labels[r] for r in references] for o in others])
     audio_s = sum(len(load_audio(path, RATE)) for path in library) / RATE
-    return _row(name, metrics, found, event_hits, auroc(scores[same], scores[~same]), audio_s / elapsed)
+    return _row(name, metrics, found, event_hits, scores, same, audio_s / elapsed)
 
 
-def _row(name, metrics, found, event_hits, reference_auroc, x_realtime) -> dict:
-    values = np.array(metrics).mean(axis=0)
+def _row(name, metrics, found, event_hits, scores, same, x_realtime) -> dict:
+    """metrics: (family, (AP@10, P@1)) per query; scores/same: (clips, references) scores and label agreement."""
+    values = np.array([metric for _, metric in metrics]).mean(axis=0)
+    families = sorted({family for family, _ in metrics})
+    per_family = {family: np.array([m for f, m in metrics if f == family]).mean(axis=0) for family in families}
     robust = {kind: float(np.mean(hits)) for kind, hits in found.items()}
     robust["all"] = float(np.mean([hit for hits in found.values() for hit in hits]))
+    scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
+    has_reference = same.any(axis=1)  # label accuracy: the best-scoring reference has the clip's label
+    accuracy = float(same[np.arange(len(scores)), np.argmax(scores, axis=1)][has_reference].mean())
     return {"method": name, "map_at_10": round(float(values[0]), 3), "precision_at_1": round(float(values[1]), 3),
+            **{f"map_{family}": round(float(value[0]), 3) for family, value in per_family.items()},
+            **{f"p1_{family}": round(float(value[1]), 3) for family, value in per_family.items()},
             **{f"robust_{kind}": round(rate, 3) for kind, rate in robust.items()},
-            "events": round(float(np.mean(event_hits)), 3), "reference_auroc": round(reference_auroc, 3),
-            "x_realtime": round(x_realtime)}
+            "events": round(float(np.mean(event_hits)), 3), "reference_auroc": round(auroc(scores[same], scores[~same]), 3),
+            "reference_accuracy": round(accuracy, 3), "x_realtime": round(x_realtime)}
 
 
 def library_method(name: str, library: Library, library_files: list[Path], copies: list, events: list,
@@ -161,7 +173,7 @@ def library_method(name: str, library: Library, library_files: list[Path], copie
         if relevant:
             hits = library.search(library.recording_windows(own), 40)
             ranked = [labels[hit.recording_id] for hit in hits if hit.recording_id in labels and hit.recording_id != own]
-            metrics.append(ranking_metrics(ranked, labels[own], relevant))
+            metrics.append((family_of(path), ranking_metrics(ranked, labels[own], relevant)))
     found = {kind: [] for kind in KINDS}
     for dest, source, kind in copies:
         hits = library.query(dest, k=1).results
@@ -173,18 +185,25 @@ def library_method(name: str, library: Library, library_files: list[Path], copie
     references, others = reference_sets(library_files)
     ref_windows = library.store.window_vectors([rows[library_files[r].resolve()] for r in references], library.encoder_id)
     ref_ids = [rows[library_files[r].resolve()] for r in references]
-    positive, negative = [], []
+    scores, same = [], []
     for other in others:
         windows = library.recording_windows(rows[library_files[other].resolve()])
         placements = place_on_recordings(windows, ref_windows, library.pipeline.hop_s)
-        for reference, reference_id in zip(references, ref_ids):
-            score = placements[reference_id].similarity
-            (positive if label_of(library_files[other]) == label_of(library_files[reference]) else negative).append(score)
-    return _row(name, metrics, found, event_hits, auroc(np.array(positive), np.array(negative)), x_realtime)
+        scores.append([placements[reference_id].similarity for reference_id in ref_ids])
+        same.append([label_of(library_files[other]) == label_of(library_files[r]) for r in references])
+    return _row(name, metrics, found, event_hits, scores, same, x_realtime)
 
 
-def build_library(folder: Path, files: list[Path], extra: list[Path], encoder: str) -> tuple[Library, float]:
+def build_library(folder: Path, files: list[Path], extra: list[Path], encoder: str,
+                  checkpoint: Path | None = None) -> tuple[Library, float]:
+    """A library of `files` + `extra` under `encoder`; `checkpoint` (a .pt) is installed as that encoder first."""
     shutil.rmtree(folder, ignore_errors=True)
+    if checkpoint is not None:
+        from retrieval.encoders.cnn import CNNEncoder
+        candidate = CNNEncoder.load(checkpoint)
+        candidate.name = encoder
+        (folder / "encoders").mkdir(parents=True)
+        candidate.save(folder / "encoders" / f"{encoder}.pt")
     if encoder == "cnn-untrained":  # the shipped architecture with seeded random weights
         import torch
         from retrieval.encoders.cnn import make_checkpoint
@@ -228,6 +247,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/soundalike-encoders"))
     parser.add_argument("--queries", type=int, default=150)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument("--candidate", type=Path, help="a CNN checkpoint (.pt) to measure beside the shipped one")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
     methods = set(args.methods.split(","))
     work = args.work
@@ -255,32 +276,39 @@ def main() -> None:
     encoders = {"stats": ("Soundalike logmel-stats (training-free)", "logmel-stats"),
                 "untrained": ("Soundalike CNN, untrained (random weights)", "cnn-untrained"),
                 "cnn": ("Soundalike CNN, shipped", "cnn")}
+    if args.candidate:
+        encoders["candidate"] = (f"Soundalike CNN, candidate ({args.candidate.name})", "cnn-candidate")
     for key, (name, encoder) in encoders.items():
         if key in methods:
-            library, speed = build_library(work / f"lib-{encoder}", files_b, long_files, encoder)
+            checkpoint = args.candidate if key == "candidate" else None
+            library, speed = build_library(work / f"lib-{encoder}", files_b, long_files, encoder, checkpoint)
             rows.append(library_method(name, library, files_b, copies, events, speed))
             print(json.dumps(rows[-1]), flush=True)
+    start, start_checkpoint = ("cnn-candidate", args.candidate) if args.candidate else ("cnn", None)  # what train starts from
     if "ssl" in methods:
-        library, speed = build_library(work / "lib-ssl", files_b, long_files, "cnn")
+        library, speed = build_library(work / "lib-ssl", files_b, long_files, start, start_checkpoint)
         print(json.dumps(library.train()[0].to_dict()["epochs"]), flush=True)
         rows.append(library_method("Soundalike CNN + train (self-supervised, on B)", library, files_b, copies, events, speed))
         print(json.dumps(rows[-1]), flush=True)
     if "supervised" in methods:
-        library_a, _ = build_library(work / "lib-a", files_a, [], "cnn")
+        library_a, _ = build_library(work / "lib-a", files_a, [], start, start_checkpoint)
         print(json.dumps(library_a.train(supervised=True)[0].to_dict()["epochs"]), flush=True)
-        library, speed = build_library(work / "lib-sup", files_b, long_files, "cnn")
+        library, speed = build_library(work / "lib-sup", files_b, long_files, start, start_checkpoint)
         (library.root / "encoders").mkdir(exist_ok=True)
         shutil.copy(library_a.root / "encoders" / f"{library_a.encoder.name}.pt", library.root / "encoders")
         library.use_encoder(library_a.encoder.name)
         rows.append(library_method("Soundalike CNN + train --supervised (on A)", library, files_b, copies, events, speed))
         print(json.dumps(rows[-1]), flush=True)
     print()
-    columns = ["map_at_10", "precision_at_1", "robust_phone", "robust_mp3", "robust_crop", "robust_noise", "robust_all",
-               "events", "reference_auroc", "x_realtime"]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    families = sorted({key.removeprefix("map_") for row in rows for key in row if key.startswith("map_") and key != "map_at_10"})
+    columns = ["map_at_10", "precision_at_1", *(f"map_{family}" for family in families), "robust_phone", "robust_mp3",
+               "robust_crop", "robust_noise", "robust_all", "events", "reference_auroc", "reference_accuracy", "x_realtime"]
     print("| method | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for row in rows:
-        print(f"| {row['method']} | " + " | ".join(str(row[column]) for column in columns) + " |")
+        print(f"| {row['method']} | " + " | ".join(str(row.get(column, "")) for column in columns) + " |")
 
 
 if __name__ == "__main__":

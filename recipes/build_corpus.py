@@ -1,20 +1,30 @@
 """Build a varied, labelled audio corpus from Debian packages, for pretraining and for benchmarks.
 
-Four sources, each clip a 16 kHz mono 16-bit wav under OUT_DIR/<source>/<label>/, listed in
-OUT_DIR/manifest.csv (path,source,label,duration_s); a label is what "sounds alike" means there:
+Each clip is a 16 kHz mono 16-bit wav under OUT_DIR/<source>/<label>/, listed in OUT_DIR/manifest.csv
+(path,source,label,duration_s); a label is what "sounds alike" means there.
+
+The train and eval splits come from the same generators, which pretraining uses:
 
     speech      espeak-ng saying 1-3 word phrases or numbers in many languages; label = the phrase,
                 said 4-6 times by different voices, speeds and pitches
     instrument  fluidsynth + FluidR3_GM playing notes, chords and melodies; label = GM program, or the
                 drum instrument for single hits and patterns on the percussion channel
-    effects     sound effects from desktop and game data packages; label = file stem without digits
-                (a music track: its stem, over up to four 6 s crops)
+    effects     sound effects and game voices from desktop and game data packages (EFFECT_PACKAGES);
+                label = file stem without digits (a music track: its stem, over up to four 6 s crops)
     synth       the procedural families of benchmarks/corpus.py; label = family
 
-The train and eval splits share no audio: phrases and effect files go to one split by a stable hash,
-note velocities are odd in train and even in eval, and every random stream is seeded by the split.
+They share no audio: phrases and effect files go to one split by a stable hash, note velocities are
+odd in train and even in eval, and every random stream is seeded by the split.
 
-    python recipes/build_corpus.py OUT_DIR --split train|eval [--minutes N] [--seed S] [--install]
+The unseen split comes only from generators that pretraining never reads (UNSEEN_*), so it measures
+how the encoder does on sounds it never heard:
+
+    speech      flite voices (another TTS engine) saying English phrases of words no other split uses
+    instrument  fluidsynth + MuseScore_General (another soundfont); labels as above
+    oneshots    the lmms-common sample pack; label = the sample's kind (kick, snare, hihat, bass, ...)
+    effects     other games' data (UNSEEN_EFFECT_PACKAGES); labels as above
+
+    python recipes/build_corpus.py OUT_DIR --split train|eval|unseen [--minutes N] [--seed S] [--install]
 """
 from __future__ import annotations
 
@@ -43,14 +53,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.corpus import FAMILIES, RATE as SYNTH_RATE  # noqa: E402
 
 RATE = 16000
-SPLITS = ("train", "eval")
-SHARES = {"effects": 0.10, "speech": 0.35, "instrument": 0.35, "synth": 0.20}
+SPLITS = ("train", "eval", "unseen")
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # never default-GM.sf2: it may point at TimGM6mb
 EFFECT_PACKAGES = {"sound-theme-freedesktop": "freedesktop", "pingus-data": "pingus",
-                   "frozen-bubble-data": "frozenbubble", "neverball-common": "neverball"}
+                   "frozen-bubble-data": "frozenbubble", "neverball-common": "neverball",
+                   "hedgewars-data": "hedgewars", "widelands-data": "widelands", "supertux-data": "supertux"}
+# Only the unseen split reads these; pretraining and the train/eval splits never do.
+UNSEEN_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General.sf3")
+UNSEEN_EFFECT_PACKAGES = {"supertuxkart-data": "supertuxkart", "minetest-data": "minetest",
+                          "redeclipse-data": "redeclipse", "teeworlds-data": "teeworlds"}
+UNSEEN_SAMPLE_PACKAGE = "lmms-common"
 PACKAGES = ["espeak-ng", "fluidsynth", "fluid-soundfont-gm", *EFFECT_PACKAGES]
+UNSEEN_PACKAGES = ["flite", "fluidsynth", "musescore-general-soundfont", UNSEEN_SAMPLE_PACKAGE, *UNSEEN_EFFECT_PACKAGES]
 # Held out for independent evaluation: no file whose path names one of these is ever read.
 RESERVED = ("hydrogen", "wesnoth", "sonic-pi", "festival", "festvox", "timgm6mb", "fluidr3_gs")
+AUDIO_SUFFIXES = (".wav", ".ogg", ".oga", ".flac", ".wv", ".mp3")
 WORKERS = 2
 
 WORDS = {  # sixteen everyday words per language; phrases are 1-3 of them
@@ -168,6 +185,14 @@ def speak(text: str, voice: str, speed: int = 150, pitch: int = 50) -> np.ndarra
         return finish(read_wav(Path(tmp) / "s.wav"))
 
 
+def speak_flite(text: str, voice: str, stretch: float, pitch_hz: int) -> np.ndarray | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}",
+                        "--setf", f"int_f0_target_mean={pitch_hz}", "-t", text, "-o", f"{tmp}/s.wav"],
+                       capture_output=True, timeout=30, check=True)
+        return finish(read_wav(Path(tmp) / "s.wav"))
+
+
 def phrase(rng: np.random.Generator, langs: list[str]) -> tuple[str, str]:
     """A language and 1-3 of its WORDS, or (half the time) a number under 200 in any of `langs`."""
     if rng.random() < 0.5:
@@ -278,13 +303,13 @@ def midi_file(phrases: list[Phrase]) -> tuple[bytes, list[float]]:
     return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track, starts
 
 
-def synthesise(phrases: list[Phrase]) -> list[np.ndarray | None]:
+def synthesise(phrases: list[Phrase], soundfont: Path = SOUNDFONT) -> list[np.ndarray | None]:
     """Render `phrases` in one fluidsynth call and cut the result into one clip each."""
     with tempfile.TemporaryDirectory() as tmp:
         midi, starts = midi_file(phrases)
         (Path(tmp) / "phrases.mid").write_bytes(midi)
         subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.4", "-r", str(RATE),
-                        "-F", f"{tmp}/phrases.wav", str(SOUNDFONT), f"{tmp}/phrases.mid"],
+                        "-F", f"{tmp}/phrases.wav", str(soundfont), f"{tmp}/phrases.mid"],
                        capture_output=True, timeout=600, check=True)
         audio = read_wav(Path(tmp) / "phrases.wav")
     return [finish(audio[int(start * RATE): int((start + p.length_s) * RATE)]) for start, p in zip(starts, phrases)]
@@ -292,8 +317,9 @@ def synthesise(phrases: list[Phrase]) -> list[np.ndarray | None]:
 
 def instrument(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
     """Four clips of a GM program (85% of groups) or a drum instrument, labels in turn."""
-    if not SOUNDFONT.exists() or not shutil.which("fluidsynth"):
-        print(f"instrument: skipped, needs fluidsynth and {SOUNDFONT}")
+    soundfont = UNSEEN_SOUNDFONT if split == "unseen" else SOUNDFONT
+    if not soundfont.exists() or not shutil.which("fluidsynth"):
+        print(f"instrument: skipped, needs fluidsynth and {soundfont}")
         return
     programs, drums = [int(p) for p in rng.permutation(128)], [str(d) for d in rng.permutation(sorted(DRUMS))]
     groups, planned = [], 0.0
@@ -304,7 +330,7 @@ def instrument(rng: np.random.Generator, split: str, budget_s: float) -> Iterato
         planned += sum(p.length_s for p in groups[-1])
     batches = [sum(groups[i: i + 10], []) for i in range(0, len(groups), 10)]
     with ThreadPoolExecutor(WORKERS) as pool:
-        for batch, rendered in zip(batches, pool.map(lambda b: attempt(synthesise, b) or [None] * len(b), batches)):
+        for batch, rendered in zip(batches, pool.map(lambda b: attempt(synthesise, b, soundfont) or [None] * len(b), batches)):
             for i in range(0, len(batch), 4):
                 yield [samples if samples is None else Clip(p.label, f"p{p.program}-" + "-".join(f"{k}v{v}" for _, _, k, v in p.notes[:4]), samples)
                        for p, samples in zip(batch[i: i + 4], rendered[i: i + 4])]
@@ -319,21 +345,31 @@ def decode(path: Path) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
+def package_files(packages: dict[str, str], suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> dict[str, tuple[str, Path]]:
+    """{content hash: (prefix, path)} of the audio files of installed `packages`, each content once."""
+    files = {}
+    for package, prefix in packages.items():
+        listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
+        if listing.returncode:
+            print(f"{package} not installed, skipped")
+        for path in sorted(Path(p) for p in listing.stdout.splitlines()):
+            if (path.suffix.lower() in suffixes and path.is_file()
+                    and not any(word in str(path).lower() for word in RESERVED)):
+                files.setdefault(hashlib.sha1(path.read_bytes()).hexdigest(), (prefix, path))
+    return files
+
+
 def effects(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
     """Effect files of this split, in random order. A long file (music) gives up to four 6 s crops
     labelled by its stem; other labels drop trailing digits, so `plop` and `plop2` are one label.
     Packages repeat files under other names (freedesktop's links): each content is read once, and
     its hash, not its path, picks the split."""
-    files = {}
-    for package, prefix in EFFECT_PACKAGES.items():
-        listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
-        if listing.returncode:
-            print(f"effects: {package} not installed, skipped")
-        for path in sorted(Path(p) for p in listing.stdout.splitlines()):
-            if (path.suffix.lower() in (".wav", ".ogg", ".oga", ".flac") and path.is_file()
-                    and not any(word in str(path).lower() for word in RESERVED)):
-                files.setdefault(hashlib.sha1(path.read_bytes()).hexdigest(), (prefix, path))
-    paths = [files[digest] for digest in sorted(files) if split_of(digest) == split]
+    if split == "unseen":
+        files = package_files(UNSEEN_EFFECT_PACKAGES)
+        paths = [files[digest] for digest in sorted(files)]
+    else:
+        files = package_files(EFFECT_PACKAGES)
+        paths = [files[digest] for digest in sorted(files) if split_of(digest) == split]
     for i in rng.permutation(len(paths)):
         prefix, path = paths[i]
         samples = attempt(decode, path)
@@ -356,16 +392,58 @@ def synth(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[lis
         yield [samples if samples is None else Clip(family, f"{family}-{n:05d}", samples)]
 
 
+UNSEEN_WORDS = ("paper orange blanket kitchen thunder pencil bicycle shadow silver winter candle forest "
+                "pocket ladder rabbit ocean").split()
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+
+
+def flite_speech(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
+    """English phrases of UNSEEN_WORDS, each said 4-6 times by flite voices at other speeds and pitches."""
+    if not shutil.which("flite"):
+        print("speech: skipped, needs flite")
+        return
+    seen = set()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        while len(seen) < 3000:
+            words = rng.choice(len(UNSEEN_WORDS), rng.integers(1, 4), replace=False)
+            text = " ".join(UNSEEN_WORDS[i] for i in words)
+            if text in seen:
+                continue
+            seen.add(text)
+            renditions = [(FLITE_VOICES[rng.integers(len(FLITE_VOICES))], float(rng.uniform(0.8, 1.3)),
+                           int(rng.integers(80, 220))) for _ in range(rng.integers(4, 7))]
+            said = pool.map(lambda r: attempt(speak_flite, text, *r), renditions)
+            yield [None if samples is None else Clip(f"en-{slug(text)}", f"{voice}-d{stretch:.2f}-f{pitch}", samples)
+                   for (voice, stretch, pitch), samples in zip(renditions, said)]
+
+
+def oneshots(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[list[Clip | None]]:
+    """The samples of the lmms-common pack; label = the kind before the first '_' or digit (kick, clap, ...)."""
+    files = package_files({UNSEEN_SAMPLE_PACKAGE: "lmms"})
+    paths = [files[digest][1] for digest in sorted(files)]
+    for i in rng.permutation(len(paths)):
+        path = paths[i]
+        samples = attempt(decode, path)
+        kind = re.split(r"[_0-9 -]", path.stem.lower())[0] or path.stem.lower()
+        yield [None if samples is None or (clip := finish(samples, max_s=6.0)) is None
+               else Clip(f"{path.parent.name}-{slug(kind)}", slug(path.stem), clip)]
+
+
 SOURCES = {"effects": effects, "speech": speech, "instrument": instrument, "synth": synth}
+UNSEEN_SOURCES = {"effects": effects, "oneshots": oneshots, "speech": flite_speech, "instrument": instrument}
+# Share of the minutes each source gets; a shortfall (a pack has no more files) goes to later sources.
+SHARES = {"effects": 0.15, "speech": 0.35, "instrument": 0.35, "synth": 0.15}
+UNSEEN_SHARES = {"effects": 0.30, "oneshots": 0.15, "speech": 0.30, "instrument": 0.25}
 
 
 def build(out_dir: Path, split: str, minutes: float, seed: int) -> list[tuple[str, str, str, str]]:
     """Write each source's clips until its share of `minutes` is used; a shortfall goes to later sources.
     Returns the manifest rows (path, source, label, duration_s)."""
     manifest, left_s = [], minutes * 60
-    for index, (source, make) in enumerate(SOURCES.items()):
+    sources, shares = (UNSEEN_SOURCES, UNSEEN_SHARES) if split == "unseen" else (SOURCES, SHARES)
+    for index, (source, make) in enumerate(sources.items()):
         started, seconds, labels, failed = time.perf_counter(), 0.0, set(), 0
-        budget_s = left_s * SHARES[source] / sum(SHARES[s] for s in list(SOURCES)[index:])
+        budget_s = left_s * shares[source] / sum(shares[s] for s in list(sources)[index:])
         shutil.rmtree(out_dir / source, ignore_errors=True)
         for group in make(np.random.default_rng([seed, SPLITS.index(split), index]), split, budget_s):
             for clip in group:
@@ -392,17 +470,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--split", choices=SPLITS, required=True)
-    parser.add_argument("--minutes", type=float, help="total audio; 60 for train, 15 for eval")
+    parser.add_argument("--minutes", type=float, help="total audio; 480 for train, 15 for eval, 20 for unseen")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--install", action="store_true", help="apt-get install the source packages first")
     args = parser.parse_args()
     if args.install:
-        print("installing:", " ".join(PACKAGES))
-        done = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
+        packages = UNSEEN_PACKAGES if args.split == "unseen" else PACKAGES
+        print("installing:", " ".join(packages))
+        done = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *packages],
                               env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         if done.returncode:
             print(f"apt-get failed ({done.returncode}); building from what is installed")
-    minutes = args.minutes or (60.0 if args.split == "train" else 15.0)
+    minutes = args.minutes or {"train": 480.0, "eval": 15.0, "unseen": 20.0}[args.split]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     manifest = build(args.out_dir, args.split, minutes, args.seed)
     total = sum(float(row[3]) for row in manifest) / 60

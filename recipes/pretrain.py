@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--dimension", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", type=Path, help="start from this checkpoint (continued pretraining) instead of random weights")
+    parser.add_argument("--max-seconds-per-clip", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, help="stop after the epoch that passes this much training time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = [str(path) for path, is_media in iter_media_files([args.corpus]) if is_media]
@@ -58,7 +61,8 @@ def main() -> None:
     widths = tuple(int(width) for width in args.widths.split(","))
     config = TrainingConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, supervised=True, patience=6, seed=args.seed,
-                            max_seconds_per_clip=10.0)
+                            max_seconds_per_clip=args.max_seconds_per_clip,
+                            time_budget_s=args.minutes * 60 if args.minutes else None)
     started = time.perf_counter()
     print(f"{len(paths)} clips, {len(set(labels))} labels; network widths {widths}, {args.dimension}-d", flush=True)
 
@@ -66,8 +70,12 @@ def main() -> None:
         if state["step"] == config.steps_per_epoch:
             print(f"epoch {state['epoch']}: loss {state['loss']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    untrained = CNNEncoder.from_network(MelCNN(args.dimension, widths), FeatureConfig(), "untrained", "0", 1.0, {})
-    trained, report = train(untrained, paths, labels, config, name="cnn", version="1", progress=progress,
+    if args.init:
+        start = CNNEncoder.load(args.init)
+        print(f"continuing from {args.init} (widths {start.widths}, {start.dimension}-d)", flush=True)
+    else:
+        start = CNNEncoder.from_network(MelCNN(args.dimension, widths), FeatureConfig(), "untrained", "0", 1.0, {})
+    trained, report = train(start, paths, labels, config, name="cnn", version="2" if args.init else "1", progress=progress,
                             log=lambda line: print(line, flush=True))
     for epoch in report.epochs:
         print(epoch)

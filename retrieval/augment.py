@@ -76,6 +76,50 @@ class BackgroundMix(nn.Module):
         return _mix(audio, audio.roll(1, dims=0), self.snr_db, self.p, self.generator)
 
 
+class SpeedPerturb(nn.Module):
+    """Resamples an item by a factor drawn from `factors`, with probability p: pitch and tempo move together,
+    as in another voice or a transposed note. The length is kept (cropped, or repeated when sped up)."""
+
+    def __init__(self, generator: torch.Generator, factors: tuple[float, float] = (0.89, 1.12), p: float = 0.3) -> None:
+        super().__init__()
+        self.generator, self.factors, self.p = generator, factors, p
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        batch, length = audio.shape
+        out = audio.clone()
+        apply = torch.rand(batch, generator=self.generator) < self.p
+        factors = _uniform(*self.factors, batch, self.generator)
+        for item in torch.nonzero(apply).flatten().tolist():
+            size = max(2, round(length / float(factors[item])))
+            stretched = nn.functional.interpolate(audio[item][None, None], size=size, mode="linear")[0, 0]
+            out[item] = stretched.repeat(-(-length // size))[:length]
+        return out
+
+
+class Reverb(nn.Module):
+    """Convolves an item with a synthetic room response (exponentially decaying noise, RT60 from `rt60_s`,
+    mixed with the direct sound at a random ratio), with probability p."""
+
+    def __init__(self, generator: torch.Generator, sample_rate: int = 16000, rt60_s: tuple[float, float] = (0.15, 0.9),
+                 p: float = 0.3) -> None:
+        super().__init__()
+        self.generator, self.sample_rate, self.rt60_s, self.p = generator, sample_rate, rt60_s, p
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        batch, length = audio.shape
+        taps = self.sample_rate // 2
+        t = torch.arange(taps) / self.sample_rate
+        rt60 = _uniform(*self.rt60_s, batch, self.generator)[:, None]
+        response = torch.randn(batch, taps, generator=self.generator) * torch.exp(-6.9 * t[None] / rt60)
+        response = response / response.norm(dim=1, keepdim=True)
+        size = 1 << (length + taps - 1).bit_length()
+        wet = torch.fft.irfft(torch.fft.rfft(audio, n=size) * torch.fft.rfft(response, n=size), n=size)[:, :length]
+        wet = wet * audio.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp(min=1e-8)
+        dry = _uniform(0.2, 0.8, batch, self.generator)[:, None]
+        apply = (torch.rand(batch, 1, generator=self.generator) < self.p).float()
+        return audio + apply * ((dry * audio + (1 - dry) * wet) - audio)
+
+
 class SpecAugment(nn.Module):
     """One frequency mask (up to `max_bands`) and one time mask (up to `max_frames`) per item, set to the
     item's mean, with probability p; input (batch, n_mels, frames)."""
@@ -101,7 +145,8 @@ class SpecAugment(nn.Module):
 
 
 class WaveformAugment(nn.Sequential):
-    """The default chain of waveform degradations: background, EQ and band-limiting, noise."""
+    """The default chain of waveform degradations: pitch and tempo, background, room, EQ and band-limiting, noise."""
 
     def __init__(self, generator: torch.Generator, sample_rate: int = 16000) -> None:
-        super().__init__(BackgroundMix(generator), RandomEqualizer(generator, sample_rate), ColouredNoise(generator))
+        super().__init__(SpeedPerturb(generator), BackgroundMix(generator), Reverb(generator, sample_rate),
+                         RandomEqualizer(generator, sample_rate), ColouredNoise(generator))

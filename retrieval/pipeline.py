@@ -25,6 +25,14 @@ class WindowBatch:
     features: torch.Tensor  # (windows, n_mels, frames) float32
 
 
+def repeat_to(samples: np.ndarray, size: int) -> np.ndarray:
+    """`samples` repeated end to end up to `size`, so that a sound shorter than a window fills it and what it
+    is, not the padding, decides its embedding (zeros when there are no samples)."""
+    if not len(samples):
+        return np.zeros(size, dtype=np.float32)
+    return np.resize(samples.astype(np.float32, copy=False), size)
+
+
 class Windower:
     """Cuts a stream of samples into windows and their features, computing mel power once per chunk."""
 
@@ -95,8 +103,7 @@ class Windower:
         return self._batch(views, windows, starts, np.full(count, self.window))
 
     def _single(self, samples: np.ndarray, start: int, length: int) -> WindowBatch:
-        padded = np.zeros(self.window, dtype=np.float32)
-        padded[: len(samples[: self.window])] = samples[: self.window]
+        padded = repeat_to(samples[: self.window], self.window)
         mel = self.mel(torch.from_numpy(padded))[None, :, : self.frames]
         return self._batch(padded[None], mel, np.array([start]), np.array([max(length, 1)]))
 

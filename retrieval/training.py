@@ -30,6 +30,7 @@ from .encoders.networks import MelCNN
 from .errors import SoundalikeError, UsageError
 from .features import FeatureConfig, MelPower, compress
 from .ingest import die_with_parent
+from .pipeline import repeat_to
 
 CODECS = (("mp4", "aac", 32000), ("mp3", "libmp3lame", 32000), ("ogg", "libopus", 12000))
 
@@ -53,6 +54,7 @@ class TrainingConfig:
     # 0.560 -> 0.518 without it, 0.526 with it (robustness rose either way; benchmarks/README.md).
     anchor_weight: float = 1.0
     seed: int = 0
+    time_budget_s: float | None = None  # stop after the epoch that passes this much training time
 
 
 @dataclass
@@ -77,7 +79,7 @@ def _load_clip(path: str, sample_rate: int, window: int, max_seconds: float) -> 
     except SoundalikeError:
         return None
     if len(samples) < window:
-        samples = np.concatenate([samples, np.zeros(window - len(samples), np.float32)])
+        samples = repeat_to(samples, window)
     peak = float(np.max(np.abs(samples)))
     if peak < 1e-4:
         return None
@@ -228,6 +230,8 @@ class Trainer:
                 stale += 1
                 if stale >= config.patience:
                     break
+            if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
+                break
         self.network.load_state_dict(best_state)
         self.network.eval()
         report.elapsed_s = round(time.perf_counter() - started, 1)

@@ -50,6 +50,13 @@ def test_a_clip_shorter_than_a_window_is_padded_into_one_window():
     assert list(starts) == [0.0] and ends[0] == pytest.approx(0.2) and features.shape == (1, 64, 97)
 
 
+def test_a_short_clip_fills_its_window_by_repetition_so_its_sound_not_the_padding_decides():
+    _, _, features, _ = windows_of(tone(0.3))
+    frames = features[0]  # (n_mels, frames), log scale
+    quiet_frames = (frames.max(axis=0) < frames.max() - 4).mean()
+    assert quiet_frames < 0.1  # zero padding would leave ~70% of the frames at the floor
+
+
 def test_leading_silence_is_trimmed_and_times_stay_in_file_coordinates():
     samples = np.concatenate([np.zeros(int(0.73 * RATE), np.float32), tone(2.0)])
     starts, _, _, _ = windows_of(samples)

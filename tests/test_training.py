@@ -48,6 +48,23 @@ def test_degradations_are_reproducible_with_a_seed_and_keep_shapes():
     assert masked.shape == (2, 64, 97)
 
 
+def test_speed_perturbation_moves_pitch_and_keeps_length():
+    from retrieval.augment import SpeedPerturb
+    t = torch.arange(16000) / 16000
+    audio = torch.sin(2 * torch.pi * 440 * t)[None].repeat(2, 1)
+    shifted = SpeedPerturb(torch.Generator().manual_seed(0), factors=(1.1, 1.1), p=1.0)(audio)
+    peak_hz = torch.argmax(torch.fft.rfft(shifted[0]).abs()).item()
+    assert shifted.shape == audio.shape and 475 <= peak_hz <= 495
+
+
+def test_reverb_spreads_a_click_over_time_at_a_comparable_level():
+    from retrieval.augment import Reverb
+    click = torch.zeros(1, 16000)
+    click[0, 100] = 1.0
+    wet = Reverb(torch.Generator().manual_seed(0), rt60_s=(0.5, 0.5), p=1.0)(click)
+    assert (wet[0, 1000:4000].abs() > 1e-4).sum() > 2000 and 0.5 < wet.norm() < 1.2
+
+
 def test_the_telephone_band_removes_low_frequencies():
     low = torch.from_numpy(sine(100, 1.0))[None]
     phoned = RandomEqualizer(torch.Generator().manual_seed(0), phone_p=1.0, p=0.0)(low)
