@@ -807,11 +807,17 @@ def classify_predict(
     min_confidence: float = typer.Option(0.0, "--min-confidence", min=0.0, max=1.0,
                                          help="Below this top probability the label is 'unknown'."),
     as_json: bool = JsonOption,
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the predictions to this CSV file."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the predictions (and a long file's "
+                                            "time ranges) to this CSV file."),
+    audacity: Optional[Path] = typer.Option(None, "--audacity", help="Also write an Audacity label track per file "
+                                            "(<name>.txt) into this folder.", file_okay=False),
+    raven: Optional[Path] = typer.Option(None, "--raven", help="Also write a Raven selection table per file "
+                                         "(<name>.selections.txt) into this folder.", file_okay=False),
 ) -> None:
-    """Each file's label by a trained classifier, its calibrated probability and the top 3.
+    """Each file's label by a trained classifier, its calibrated probability and the top 3; a long recording's
+    labelled time ranges. A silent or too-short file is 'no signal'; one unlike every training example 'unknown'.
 
-    Example: soundalike classify predict new-takes/ --min-confidence 0.6
+    Example: soundalike classify predict field-day.wav --min-confidence 0.6 --audacity labels/
     """
     with handled(library):
         lib = open_library(library, db)
@@ -828,6 +834,12 @@ def classify_predict(
         print_notices(lib)
         if csv_path:
             write_predictions_csv(csv_path, predictions)
+        if audacity or raven:
+            from retrieval.exports import write_audacity, write_raven
+
+            spans = prediction_spans(predictions)
+            written = (write_audacity(spans, audacity) if audacity else []) + (write_raven(spans, raven) if raven else [])
+            typer.echo(f"{plural(len(written), 'label file')} written", err=as_json)
         if not predictions and not failed:
             fail("no audio files among the paths")
         if failed:
@@ -836,17 +848,37 @@ def classify_predict(
 
 def format_prediction(prediction) -> str:
     top = ", ".join(f"{shown(item.label)} {item.probability:.2f}" for item in prediction.top)
-    return f"{shown(prediction.label):<16} {prediction.confidence:>5.2f}  {top:<40} {shown(prediction.path)}"
+    lines = [f"{shown(prediction.label):<16} {prediction.confidence:>5.2f}  {top:<40} {shown(prediction.path)}"]
+    if prediction.note:
+        lines.append(f"  {shown(prediction.note)}")
+    lines += [f"  {span.start_s:8.2f}-{span.end_s:.2f} s  {shown(span.label)} {span.score:.2f}"
+              for span in prediction.ranges]
+    return "\n".join(lines)
+
+
+def prediction_spans(predictions) -> list:
+    """The labelled time ranges to export: a long file's ranges, a short file's label over the whole file."""
+    from retrieval.exports import Span
+
+    return [span for prediction in predictions for span in (prediction.ranges or (
+        [Span(prediction.path, 0.0, prediction.duration_s, prediction.label, prediction.confidence)]
+        if prediction.top and prediction.label != "unknown" else []))]
 
 
 def write_predictions_csv(path: Path, predictions) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "confidence"] + [f"{kind}_{rank}" for rank in range(1, 4)
-                                                            for kind in ("label", "probability")])
+    """One row per file (0 s to its duration) and one per labelled time range of a long file, after it."""
+    from index.files import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "start_s", "end_s", "label", "confidence", "note"]
+                        + [f"{kind}_{rank}" for rank in range(1, 4) for kind in ("label", "probability")])
         for prediction in predictions:
-            writer.writerow([prediction.path, prediction.label, prediction.confidence]
+            writer.writerow([prediction.path, 0.0, prediction.duration_s, prediction.label, prediction.confidence,
+                             prediction.note or ""]
                             + [value for item in prediction.top for value in (item.label, item.probability)])
+            writer.writerows([span.source, span.start_s, span.end_s, span.label, span.score, ""]
+                             for span in prediction.ranges)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,16 @@ logistic regression on standardised vectors (torch, LBFGS, an L2 penalty on the 
 examples per label a linear probe is what BirdNET's custom classifiers and perch-hoplite's agile loop train
 too. Accuracy, macro-F1 and the confusion matrix come from stratified k-fold cross-validation; one
 temperature fitted on the out-of-fold logits calibrates the probabilities of the model trained on every
-example. A classifier is a torch file of tensors, lists, dicts and strings (loadable with
+example.
+
+Two guards keep the probe from answering confidently about what it never saw (softmax probabilities say only
+which side of a boundary a vector falls): a silent or too-short file is "no signal", and a file farther than
+half the encoder's unrelated distance from every training example is "unknown", whatever its probability. A
+recording much longer than the training recordings is also cut into segments of their typical length, each
+pooled and classified like a recording; each window takes the mean probabilities of the segments that cover
+it, and runs of one label above the threshold become labelled time ranges (`exports.Span`).
+
+A classifier is a torch file of tensors, lists, dicts and strings (loadable with
 `weights_only=True`) that names the encoder it was trained on; another encoder's vectors are refused.
 """
 from __future__ import annotations
@@ -21,13 +30,15 @@ import numpy as np
 
 from index.files import atomic_write
 
-from .clustering import pooled_vector, recording_vectors
-from .errors import ConfigMismatchError, SoundalikeError, UsageError
+from .clustering import pooled_vector, recording_vectors, unit_rows
+from .errors import ConfigMismatchError, UsageError
+from .exports import Span
 from .results import ClassifierReport, LabelProbability, Prediction
 from .store import Store
+from .windows import Windows
 
 FORMAT = "soundalike-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the training vectors, the encoder's unrelated distance and the segment length
 LABEL_SOURCES = ("parent",)  # else the path of a CSV file of path,label
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # no leading dot: no hidden or relative names
 MIN_EXAMPLES = 2  # a label with fewer is left out: it cannot be both trained on and tested
@@ -37,6 +48,14 @@ WEIGHT_DECAY = 1e-2  # times the summed squared weights, beside the mean cross-e
 LBFGS_ITERATIONS = 200
 TOP = 3
 UNKNOWN = "unknown"
+NO_SIGNAL = "no signal"
+# Measured with logmel-stats (unrelated distance 0.5) on the two-class test set: new takes lie 0.05-0.07 from
+# their nearest training take, a 1 kHz tone 0.92 (the probe said 'clean' at 0.986), 0.2 s of a take 0.77.
+NOVELTY_FRACTION = 0.5  # of the unrelated distance: score 50 to the nearest training example
+SILENT_PEAK = 10 ** (-60 / 20)  # -60 dBFS
+MIN_SIGNAL_S = 0.1
+LONG_SEGMENTS = 2  # a file longer than this many training-length segments also gets labelled time ranges
+MIN_RANGE_WINDOWS = 4
 # Temperatures tried on the out-of-fold logits: calibration only softens. When every held-out example is
 # right the likelihood keeps improving as the temperature falls, without end; allowing 0.25 made a 1 kHz tone,
 # unlike both classes of the two-class test set, 'clean' with probability 1.0000 (0.986 at 1).
@@ -67,6 +86,17 @@ class Classifier:
     temperature: float
     encoder: dict  # {"name", "version"}
     report: ClassifierReport
+    examples: np.ndarray  # (n, dimension) float32: the training recordings' unit vectors
+    unrelated_distance: float  # the encoder's (scoring.py); a novelty beyond NOVELTY_FRACTION of it is unknown
+    segment_s: float  # median duration of the training recordings: the length of a long file's segments
+
+    @property
+    def novelty_distance(self) -> float:
+        return NOVELTY_FRACTION * self.unrelated_distance
+
+    def nearest_distance(self, vectors: np.ndarray) -> np.ndarray:
+        """(n,) cosine distance from each unit vector (n, dimension) to its nearest training example."""
+        return np.clip(1.0 - (vectors.astype(np.float32) @ self.examples.T).max(axis=1), 0.0, 2.0)
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """(n, labels) calibrated probabilities of recording vectors (n, dimension)."""
@@ -81,18 +111,61 @@ class Classifier:
                 f"the library now uses {active['name']} v{active['version']}; train it again "
                 f"(soundalike classify train --name {self.name})")
 
-    def predict(self, path: str, duration_s: float, window_vectors: np.ndarray,
-                min_confidence: float = 0.0) -> Prediction:
-        """The label of one file from its window vectors (windows, dimension); "unknown" below min_confidence."""
-        if not len(window_vectors):
-            raise SoundalikeError("nothing to classify: the file has no sound", path)
-        probabilities = self.probabilities(pooled_vector(window_vectors))[0]
+    def predict(self, path: str, duration_s: float, windows: Windows | None, min_confidence: float = 0.0,
+                no_signal: str | None = None) -> Prediction:
+        """The label of one file from its windows; "unknown" below min_confidence or far from every training
+        example, "no signal" when `no_signal` gives a reason (signal_problem) or there are no windows. A file
+        longer than LONG_SEGMENTS training recordings also gets its labelled time ranges."""
+        if no_signal or windows is None or not len(windows):
+            return Prediction(path=path, duration_s=duration_s, label=NO_SIGNAL, confidence=0.0, top=[],
+                              classifier=self.name, note=f"no signal: {no_signal or 'no windows to classify'}")
+        vector = pooled_vector(windows.vectors)
+        probabilities = self.probabilities(vector)[0]
+        distance = float(self.nearest_distance(vector)[0])
         order = np.argsort(-probabilities, kind="stable")[:TOP]
         confidence = round(float(probabilities[order[0]]), 4)
-        return Prediction(path=path, duration_s=duration_s,
-                          label=self.labels[order[0]] if confidence >= min_confidence else UNKNOWN,
-                          confidence=confidence, classifier=self.name,
-                          top=[LabelProbability(self.labels[i], round(float(probabilities[i]), 4)) for i in order])
+        label, note = self.labels[order[0]] if confidence >= min_confidence else UNKNOWN, None
+        if distance > self.novelty_distance:
+            label, note = UNKNOWN, (f"unlike every training example: distance {distance:.3f} to the nearest, "
+                                    f"beyond {self.novelty_distance:.3f}")
+        return Prediction(path=path, duration_s=duration_s, label=label, confidence=confidence, classifier=self.name,
+                          top=[LabelProbability(self.labels[i], round(float(probabilities[i]), 4)) for i in order],
+                          nearest_distance=round(distance, 4), note=note,
+                          ranges=self.time_ranges(path, duration_s, windows, min_confidence))
+
+    def time_ranges(self, path: str, duration_s: float, windows: Windows, min_confidence: float = 0.0) -> list[Span]:
+        """Labelled time ranges of a long file (none for a file as short as LONG_SEGMENTS training recordings).
+
+        Segments of `segment_s` (n windows) are pooled and classified like recordings; each window takes the
+        mean probabilities and novelty of the segments that cover it, which smooths the labels over n windows.
+        Runs of windows with one label, at least min_confidence and not novel become spans, each window owning
+        the time from midway to the previous window's centre to midway to the next one's.
+        """
+        if duration_s <= LONG_SEGMENTS * self.segment_s or len(windows) < MIN_RANGE_WINDOWS:
+            return []
+        n = segment_windows(windows, self.segment_s)
+        sums = np.cumsum(np.vstack([np.zeros((1, windows.vectors.shape[1])), windows.vectors.astype(np.float64)]), 0)
+        segments = unit_rows(sums[n:] - sums[:-n])  # (len - n + 1, dimension): windows i..i+n-1 pooled
+        per_segment = np.hstack([self.probabilities(segments), self.nearest_distance(segments)[:, None]])
+        covered = np.cumsum(np.vstack([np.zeros((1, per_segment.shape[1])), per_segment]), axis=0)
+        first = np.maximum(np.arange(len(windows)) - n + 1, 0)  # window j is covered by segments first..last
+        last = np.minimum(np.arange(len(windows)), len(segments) - 1)
+        per_window = (covered[last + 1] - covered[first]) / (last - first + 1)[:, None]
+        probabilities, distances = per_window[:, :-1], per_window[:, -1]
+        best, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+        kept = (confidence >= min_confidence) & (distances <= self.novelty_distance)
+        centres = (windows.start_s + windows.end_s) / 2
+        edges = np.concatenate([[windows.start_s[0]], (centres[1:] + centres[:-1]) / 2,
+                                [min(float(windows.end_s[-1]), duration_s)]])
+        spans, start = [], 0
+        for end in range(1, len(windows) + 1):  # runs [start, end) of one kept label
+            if end < len(windows) and kept[end] == kept[start] and best[end] == best[start]:
+                continue
+            if kept[start]:
+                spans.append(Span(path, round(float(edges[start]), 3), round(float(edges[end]), 3),
+                                  self.labels[best[start]], round(float(confidence[start:end].mean()), 4)))
+            start = end
+        return spans
 
     def save(self, path: Path) -> None:
         """Write the classifier to `path` atomically, as plain tensors and lists (weights_only-loadable)."""
@@ -102,7 +175,8 @@ class Classifier:
                     "weight": torch.from_numpy(self.probe.weight), "bias": torch.from_numpy(self.probe.bias),
                     "mean": torch.from_numpy(self.probe.mean), "scale": torch.from_numpy(self.probe.scale),
                     "temperature": float(self.temperature), "encoder": dict(self.encoder),
-                    "report": self.report.to_dict()}
+                    "report": self.report.to_dict(), "examples": torch.from_numpy(self.examples.astype(np.float32)),
+                    "unrelated_distance": float(self.unrelated_distance), "segment_s": float(self.segment_s)}
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as file:
             torch.save(contents, file)
@@ -125,7 +199,8 @@ class Classifier:
         probe = LinearProbe(*(contents[key].numpy() for key in ("weight", "bias", "mean", "scale")))
         return cls(name=contents["name"], labels=list(contents["labels"]), probe=probe,
                    temperature=float(contents["temperature"]), encoder=dict(contents["encoder"]),
-                   report=ClassifierReport(**contents["report"]))
+                   report=ClassifierReport(**contents["report"]), examples=contents["examples"].numpy(),
+                   unrelated_distance=float(contents["unrelated_distance"]), segment_s=float(contents["segment_s"]))
 
 
 def classifier_path(folder: Path, name: str) -> Path:
@@ -145,17 +220,35 @@ def load_classifier(folder: Path, name: str) -> Classifier:
                          "train one with `soundalike classify train`")) from None
 
 
+def signal_problem(samples: np.ndarray, rate: int) -> str | None:
+    """Why decoded mono samples carry nothing to classify ("silent ...", "too short ..."), or None."""
+    if len(samples) < MIN_SIGNAL_S * rate:
+        return f"too short ({len(samples) / rate:.3f} s; {MIN_SIGNAL_S:g} s at least)"
+    peak = float(np.abs(samples).max())
+    if peak < SILENT_PEAK:
+        return "silent (peak " + (f"{20 * np.log10(peak):.0f} dBFS)" if peak > 0 else "-inf dBFS, digital silence)")
+    return None
+
+
+def segment_windows(windows: Windows, segment_s: float) -> int:
+    """How many consecutive windows span `segment_s` seconds (1 at least, all of them at most)."""
+    window_s = float(np.median(windows.end_s - windows.start_s))
+    hop_s = float(np.median(np.diff(windows.start_s))) if len(windows) > 1 else window_s
+    return int(min(len(windows), max(1, round((segment_s - window_s) / max(hop_s, 1e-6)) + 1)))
+
+
 def check_confidence(min_confidence: float) -> None:
     if not 0.0 <= min_confidence <= 1.0:
         raise UsageError(f"--min-confidence must be between 0 and 1, not {min_confidence:g}")
 
 
-def train_classifier(store: Store, encoder_id: int, encoder_config: dict, folder: Path, name: str = "default",
-                     labels: str | Path = "parent", seed: int = 0) -> ClassifierReport:
+def train_classifier(store: Store, encoder_id: int, encoder_config: dict, unrelated_distance: float, folder: Path,
+                     name: str = "default", labels: str | Path = "parent", seed: int = 0) -> ClassifierReport:
     """Cross-validate a probe on the labelled recordings, train it on all of them and store it as `name`."""
     started = time.perf_counter()
     path = classifier_path(folder, name)
-    vectors, names, warnings = labelled_examples(store, encoder_id, labels)
+    recording_ids, vectors, names, warnings = labelled_examples(store, encoder_id, labels)
+    durations = [row.duration_s for row in store.recordings(recording_ids.tolist()) if row.duration_s]
     label_names, classes = np.unique(names, return_inverse=True)
     counts = np.bincount(classes)
     folds = int(max(2, min(MAX_FOLDS, counts.min())))
@@ -174,14 +267,17 @@ def train_classifier(store: Store, encoder_id: int, encoder_config: dict, folder
         accuracy=round(float(np.trace(confusion) / confusion.sum()), 4), macro_f1=round(macro_f1(confusion), 4),
         confusion=confusion.tolist(), temperature=round(temperature, 4), warnings=warnings)
     classifier = Classifier(name=name, labels=report.labels, probe=fit_probe(vectors, classes, len(label_names)),
-                            temperature=temperature, encoder=encoder, report=report)
+                            temperature=temperature, encoder=encoder, report=report, examples=vectors,
+                            unrelated_distance=float(unrelated_distance),
+                            segment_s=float(np.median(durations)) if durations else 0.0)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     classifier.save(path)
     return report
 
 
-def labelled_examples(store: Store, encoder_id: int, labels: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(recording vectors (n, dimension), their labels (n,), warnings) of the labels kept for training.
+def labelled_examples(store: Store, encoder_id: int,
+                      labels: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(recording ids (n,), vectors (n, dimension), their labels (n,), warnings) of the labels kept for training.
 
     `labels` is "parent" (the labels stored by `index --label-from parent`) or a CSV file of path,label.
     """
@@ -210,7 +306,7 @@ def labelled_examples(store: Store, encoder_id: int, labels: str | Path) -> tupl
         raise UsageError(f"a classifier needs two labels with {MIN_EXAMPLES} examples each at least; found "
                          + (", ".join(f"{label} ({count})" for label, count in zip(found, counts))))
     chosen = np.isin(names, kept)
-    return vectors[chosen], names[chosen].astype(str), warnings
+    return recording_ids[chosen], vectors[chosen], names[chosen].astype(str), warnings
 
 
 def csv_labels(store: Store, recording_ids: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:

@@ -24,7 +24,7 @@ from .encoding import ActiveEncoder
 from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, UsageError
 from .library_index import INDEX_DIR, LibraryIndex
 from .querying import Querying
-from .results import (ClassifierReport, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
+from .results import (ClassifierReport, DetectionResult, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
                       ReferenceMatch, ScoreResult)
 from .store import RecordingRow, Store, sqlite_url
 from .windows import Windows
@@ -63,6 +63,7 @@ class Library:
         self.active = ActiveEncoder(store, pipeline, encoder_name, root / ENCODERS_DIR)
         self.index_files = LibraryIndex(root, store, self.active, self.notices.append)
         self.querying = Querying(store, self.index_files, self.active)
+        self._classifiers: dict[str, tuple] = {}  # name -> (file stamp, Classifier): see classifier()
 
     @classmethod
     def open(cls, root: str | Path, db_url: str | None = None, create: bool = False,
@@ -293,9 +294,14 @@ class Library:
 
     # querying (querying.py, search.py)
 
-    def query(self, path: str | Path, k: int = 10) -> QueryResult:
-        """The k recordings most similar to the audio file at `path`, best first, and its nearest reference."""
-        return self.querying.query(path, k)
+    def query(self, path: str | Path, k: int = 10, min_score: float | None = None) -> QueryResult:
+        """The k recordings most similar to the audio file at `path`, best first, each with every place it
+        matches at `min_score` or more (`Hit.occurrences`), and the file's nearest reference."""
+        return self.querying.query(path, k, min_score)
+
+    def detect(self, paths: Iterable[str | Path], min_score: float | None = None) -> list[DetectionResult]:
+        """Every place in each (long) audio file where a library recording occurs at `min_score` or more."""
+        return [self.querying.detect(path, min_score) for path in paths]
 
     def neighbours(self, recording_id: int, k: int = 10) -> QueryResult:
         """The k recordings most similar to a stored one (itself left out), from its stored vectors: nothing decoded."""
@@ -387,30 +393,45 @@ class Library:
         else a CSV of path,label) and store it in the library's classifiers/ folder."""
         from .classifier import train_classifier
 
-        return train_classifier(self.store, self.encoder_id, self.active.config, self.root / CLASSIFIERS_DIR,
-                                name, labels)
+        return train_classifier(self.store, self.encoder_id, self.active.config, self.encoder.unrelated_distance,
+                                self.root / CLASSIFIERS_DIR, name, labels)
 
     def classifier(self, name: str = "default") -> "Classifier":
-        """The stored classifier `name`, refused when it was trained on another encoder than the active one."""
-        from .classifier import load_classifier
+        """The stored classifier `name`, refused when it was trained on another encoder than the active one.
 
-        classifier = load_classifier(self.root / CLASSIFIERS_DIR, name)
-        classifier.check_encoder(self.active.config)
-        return classifier
+        Loaded once and kept while its file is unchanged (a retrain replaces the file, so it is read again)."""
+        from .classifier import classifier_path, load_classifier
+
+        path = classifier_path(self.root / CLASSIFIERS_DIR, name)
+        try:
+            status = path.stat()
+            stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        except OSError:
+            stamp = None
+        cached = self._classifiers.get(name)
+        if cached is None or stamp is None or cached[0] != stamp:
+            cached = self._classifiers[name] = (stamp, load_classifier(self.root / CLASSIFIERS_DIR, name))
+        cached[1].check_encoder(self.active.config)
+        return cached[1]
 
     def classify(self, paths: Iterable[str | Path], name: str = "default",
                  min_confidence: float = 0.0) -> list[Prediction]:
         """Each audio file's label by classifier `name`, embedded as `query` embeds it; "unknown" below
-        `min_confidence` (the top probability)."""
-        from .classifier import check_confidence
+        `min_confidence` (the top probability) or far from every training example, "no signal" for a silent
+        or too-short file; a long file also gets its labelled time ranges (`Prediction.ranges`)."""
+        from .audio import load_audio
+        from .classifier import check_confidence, signal_problem
 
         check_confidence(min_confidence)
         classifier = self.classifier(name)
+        rate = self.active.encoder.features.sample_rate
         predictions = []
         for path in paths:
-            duration_s, windows = self.querying.embed_file(path)
-            predictions.append(classifier.predict(str(Path(path).resolve()), round(duration_s, 3), windows.vectors,
-                                                  min_confidence))
+            samples = load_audio(Path(path), rate)
+            problem = signal_problem(samples, rate)
+            windows = None if problem else self.querying.embed_samples(samples)
+            predictions.append(classifier.predict(str(Path(path).resolve()), round(len(samples) / rate, 3), windows,
+                                                  min_confidence, problem))
         return predictions
 
 

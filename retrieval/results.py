@@ -3,10 +3,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .exports import Span
+
+
+@dataclass
+class Occurrence:
+    """One place a query matches a recording: the span in the recording and in the query, and how well."""
+
+    start_s: float
+    end_s: float
+    query_start_s: float
+    query_end_s: float
+    similarity: float
+    score: float
+
 
 @dataclass
 class Hit:
-    """One recording found for a query, at its best-matching window span."""
+    """One recording found for a query, at its best-matching window span, and every place it matches
+    (`occurrences`, best first; the first is the best span)."""
 
     rank: int
     path: str
@@ -17,6 +32,7 @@ class Hit:
     distance: float
     similarity: float
     score: float
+    occurrences: list[Occurrence] = field(default_factory=list)
 
 
 @dataclass
@@ -36,10 +52,41 @@ class ReferenceMatch:
 
 @dataclass
 class QueryResult:
+    """A query's results; `signal` is False for a file with nothing to match (silence, a few ms): no results."""
+
     query: str
     duration_s: float
     results: list[Hit]
     reference: ReferenceMatch | None
+    signal: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Detection:
+    """A library recording found in a long file: where in the file (`start_s`, `end_s`) and in the recording."""
+
+    start_s: float
+    end_s: float
+    path: str
+    recording_id: int
+    label: str | None
+    recording_start_s: float
+    recording_end_s: float
+    similarity: float
+    score: float
+
+
+@dataclass
+class DetectionResult:
+    """Every detection of library recordings in one long file, in time order."""
+
+    source: str
+    duration_s: float
+    detections: list[Detection]
+    signal: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +198,9 @@ class Prediction:
     confidence: float  # probability of the most probable label
     top: list[LabelProbability]
     classifier: str
+    nearest_distance: float | None = None  # cosine distance to the nearest training example
+    note: str | None = None  # why the label is "no signal" or "unknown" beyond the threshold
+    ranges: list[Span] = field(default_factory=list)  # labelled time ranges of a long recording
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -81,7 +81,13 @@ def new_files(tmp_path_factory) -> dict[str, Path]:
     broken.write_bytes(b"RIFF not really a wave file at all")
     return {"clean": write_audio(folder / "clean.wav", clean_take(11), RATE),
             "clipped": write_audio(folder / "clipped.wav", bad_take(11), RATE),
-            "tone": write_audio(folder / "tone.wav", sine(1000, 2.0), RATE), "broken": broken}
+            "tone": write_audio(folder / "tone.wav", sine(1000, 2.0), RATE), "broken": broken,
+            "doubtful": write_audio(folder / "doubtful.wav", clean_take(11) + noise(2.0, amplitude=0.05, seed=3), RATE),
+            "silent": write_audio(folder / "silent.wav", np.zeros(2 * RATE, dtype=np.float32), RATE),
+            "faint": write_audio(folder / "faint.wav", 1e-4 * clean_take(11), RATE),
+            "blip": write_audio(folder / "blip.wav", clean_take(11)[:RATE // 20], RATE),
+            "long": write_audio(folder / "long.wav", np.concatenate(
+                [clean_take(3), bad_take(3), clean_take(4), bad_take(5), clean_take(6)]), RATE)}
 
 
 def test_two_classes_of_takes_are_told_apart_in_cross_validation(trained):
@@ -106,13 +112,60 @@ def test_a_new_clean_take_is_predicted_clean_and_a_clipped_one_bad(trained, new_
 
 def test_below_min_confidence_the_label_is_unknown(trained, new_files):
     library, _ = trained
-    [sure] = library.classify([new_files["tone"]])
-    assert sure.confidence < 1.0  # a tone is neither kind of take: the classifier is not certain of it
-    [doubtful] = library.classify([new_files["tone"]], min_confidence=(sure.confidence + 1.0) / 2)
+    [sure] = library.classify([new_files["doubtful"]])
+    assert sure.label in ("clean", "bad") and 0.5 < sure.confidence < 0.99  # a take with some hiss: not certain
+    [doubtful] = library.classify([new_files["doubtful"]], min_confidence=(sure.confidence + 1.0) / 2)
     assert doubtful.label == "unknown" and doubtful.top == sure.top and doubtful.confidence == sure.confidence
-    assert library.classify([new_files["tone"]], min_confidence=sure.confidence)[0].label == sure.label
+    assert library.classify([new_files["doubtful"]], min_confidence=sure.confidence)[0].label == sure.label
     with pytest.raises(UsageError, match="min-confidence"):
         library.classify([new_files["tone"]], min_confidence=1.5)
+
+
+def test_a_sound_unlike_every_training_example_is_unknown_however_probable(trained, new_files):
+    """A 1 kHz tone is neither kind of take; the probe alone called it 'clean' at 0.986."""
+    library, _ = trained
+    tone, clean = library.classify([new_files["tone"], new_files["clean"]])
+    assert tone.label == "unknown" and tone.top[0].probability > 0.9 and "unlike every training example" in tone.note
+    assert tone.nearest_distance > library.classifier().novelty_distance > clean.nearest_distance
+    assert clean.label == "clean" and clean.note is None
+
+
+@pytest.mark.parametrize("kind, reason", [("silent", "digital silence"), ("faint", "silent (peak -8"),
+                                          ("blip", "too short (0.050 s")])
+def test_a_silent_or_too_short_file_is_no_signal_not_a_label(trained, new_files, kind, reason):
+    library, _ = trained
+    [prediction] = library.classify([new_files[kind]])
+    assert prediction.label == "no signal" and prediction.confidence == 0.0 and prediction.top == []
+    assert prediction.note.startswith("no signal: ") and reason in prediction.note
+
+
+def test_a_long_recording_gets_labelled_time_ranges_that_follow_its_takes(trained, new_files):
+    library, _ = trained
+    [long], [short] = library.classify([new_files["long"]]), library.classify([new_files["clean"]])
+    assert short.ranges == [] and long.duration_s == pytest.approx(10.0, abs=0.01)
+    assert [span.label for span in long.ranges] == ["clean", "bad", "clean", "bad", "clean"]
+    assert all(span.source == long.path for span in long.ranges)
+    assert long.ranges[0].start_s == 0.0 and long.ranges[-1].end_s == pytest.approx(10.0, abs=0.01)
+    assert all(earlier.end_s == later.start_s for earlier, later in zip(long.ranges, long.ranges[1:]))
+    assert [span.end_s for span in long.ranges[:-1]] == pytest.approx([2.0, 4.0, 6.0, 8.0], abs=0.5)
+    assert all(0.5 < span.score <= 1.0 for span in long.ranges)
+    [strict] = library.classify([new_files["long"]], min_confidence=0.95)  # only the surest windows remain
+    assert 0 < sum(span.end_s - span.start_s for span in strict.ranges) < 10.0
+    assert all(span.score >= 0.95 for span in strict.ranges)
+
+
+def test_the_classifier_is_loaded_once_and_again_after_it_is_retrained(trained, new_files, monkeypatch):
+    library, _ = trained
+    library.train_classifier(name="reloaded")
+    loads = []
+    original = Classifier.load.__func__
+    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, path: loads.append(path) or original(cls, path)))
+    library.classify([new_files["clean"], new_files["clipped"], new_files["tone"]], name="reloaded")
+    library.classify([new_files["clean"]], name="reloaded")
+    assert len(loads) == 1
+    library.train_classifier(name="reloaded")
+    library.classify([new_files["clean"]], name="reloaded")
+    assert len(loads) == 2
 
 
 def test_the_stored_classifier_loads_with_weights_only_and_predicts_the_same(trained, new_files):
@@ -226,3 +279,30 @@ def test_the_cli_trains_and_predicts_and_a_bad_file_fails_alone(trained, new_fil
     usage = runner.invoke(app, ["classify", "predict", str(new_files["clean"]), "--library", str(library.root),
                                 "--name", "nope"])
     assert usage.exit_code == 2 and "no classifier named 'nope'" in usage.output
+
+
+def test_the_cli_prints_and_exports_a_long_recordings_time_ranges(trained, new_files, tmp_path):
+    library, _ = trained
+    runner = CliRunner()
+    files = [str(new_files["long"]), str(new_files["clean"]), str(new_files["silent"])]
+    result = runner.invoke(app, ["classify", "predict", *files, "--library", str(library.root), "--json",
+                                 "--audacity", str(tmp_path / "audacity"), "--raven", str(tmp_path / "raven"),
+                                 "--csv", str(tmp_path / "predictions.csv")])
+    assert result.exit_code == 0, result.output
+    long, clean, silent = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [span["label"] for span in long["ranges"]] == ["clean", "bad", "clean", "bad", "clean"]
+    assert clean["ranges"] == [] and silent["label"] == "no signal"
+    track = (tmp_path / "audacity" / "long.txt").read_text().splitlines()
+    assert [line.split("\t")[2] for line in track] == ["clean", "bad", "clean", "bad", "clean"]
+    assert float(track[0].split("\t")[0]) == 0.0 and float(track[-1].split("\t")[1]) == pytest.approx(10.0, abs=0.01)
+    assert (tmp_path / "audacity" / "clean.txt").read_text().startswith("0.000000\t2.000000\tclean\t"[:-1])
+    assert not (tmp_path / "audacity" / "silent.txt").exists()  # no signal: nothing to mark
+    with open(tmp_path / "raven" / "long.selections.txt", newline="") as handle:
+        selections = list(csv.DictReader(handle, delimiter="\t"))
+    assert [row["Label"] for row in selections] == ["clean", "bad", "clean", "bad", "clean"]
+    with open(tmp_path / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["label"] for row in rows] == [long["label"], "clean", "bad", "clean", "bad", "clean", "clean", "no signal"]
+    assert rows[-1]["note"].startswith("no signal") and float(rows[0]["end_s"]) == pytest.approx(10.0, abs=0.01)
+    text = runner.invoke(app, ["classify", "predict", files[0], "--library", str(library.root)])
+    assert text.exit_code == 0 and text.output.count(" s  clean ") == 3 and text.output.count(" s  bad ") == 2
