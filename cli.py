@@ -768,8 +768,9 @@ ClassifierNameOption = typer.Option("default", "--name", help="Classifier name (
 def classify_train(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
-    labels: str = typer.Option("parent", "--labels", help="'parent' (the labels of --label-from parent) or a CSV "
-                               "of path,label (relative paths from the CSV's folder)."),
+    labels: str = typer.Option("parent", "--labels", help="'parent' (the labels of --label-from parent), 'marks' "
+                               "(those labels corrected by the marks made on the web page) or a CSV of path,label "
+                               "(relative paths from the CSV's folder; an exported marks CSV too)."),
     name: str = ClassifierNameOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -844,6 +845,32 @@ def classify_predict(
             fail("no audio files among the paths")
         if failed:
             raise typer.Exit(1)
+
+
+@classify_app.command(name="marks")
+def classify_marks(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the marks to this CSV file "
+                                            "(path,label,verdict,marked_at) instead of listing them."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The marks made on the web page (a recording right or wrong for a label), listed or exported as CSV.
+
+    Example: soundalike classify marks --csv marks.csv
+    """
+    with handled(library):
+        lib = open_library(library, db)
+        if csv_path:
+            count = lib.export_marks(csv_path)
+            typer.echo(f"{plural(count, 'mark')} written to {shown(csv_path)}")
+            return
+        for mark in lib.marks():
+            verdict = "right" if mark.is_label else "wrong"
+            typer.echo(json.dumps({"id": mark.id, "recording_id": mark.recording_id, "path": mark.path,
+                                   "label": mark.label, "verdict": verdict,
+                                   "marked_at": mark.marked_at.isoformat(timespec="seconds")}) if as_json
+                       else f"{mark.id:>6}  {verdict:<5}  {shown(mark.label):<16} {shown(mark.path)}")
 
 
 def format_prediction(prediction) -> str:

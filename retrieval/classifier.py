@@ -33,13 +33,14 @@ from index.files import atomic_write
 from .clustering import pooled_vector, recording_vectors, unit_rows
 from .errors import ConfigMismatchError, UsageError
 from .exports import Span
+from .marks import VERDICTS, marked_labels
 from .results import ClassifierReport, LabelProbability, Prediction
 from .store import Store
 from .windows import Windows
 
 FORMAT = "soundalike-classifier"
 FORMAT_VERSION = 2  # 2: the training vectors, the encoder's unrelated distance and the segment length
-LABEL_SOURCES = ("parent",)  # else the path of a CSV file of path,label
+LABEL_SOURCES = ("parent", "marks")  # else the path of a CSV file of path,label
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # no leading dot: no hidden or relative names
 MIN_EXAMPLES = 2  # a label with fewer is left out: it cannot be both trained on and tested
 FEW_EXAMPLES = 5  # a label with fewer gets a warning: its figures rest on a handful of takes
@@ -279,12 +280,15 @@ def labelled_examples(store: Store, encoder_id: int,
                       labels: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(recording ids (n,), vectors (n, dimension), their labels (n,), warnings) of the labels kept for training.
 
-    `labels` is "parent" (the labels stored by `index --label-from parent`) or a CSV file of path,label.
+    `labels` is "parent" (the labels stored by `index --label-from parent`), "marks" (those labels corrected
+    by the marks: marks.py) or a CSV file of path,label.
     """
     recording_ids, vectors = recording_vectors(store, encoder_id)
     warnings: list[str] = []
-    if str(labels) == "parent":
+    if str(labels) in LABEL_SOURCES:
         stored = store.recording_labels()
+        if str(labels) == "marks":
+            stored = marked_labels(stored, store.marks())
         names = np.array([stored.get(int(recording_id)) or "" for recording_id in recording_ids], dtype=object)
     else:
         names, unknown = csv_labels(store, recording_ids, Path(labels))
@@ -293,7 +297,7 @@ def labelled_examples(store: Store, encoder_id: int,
             warnings.append(f"{len(unknown)} path{'s' if len(unknown) != 1 else ''} of {labels} "
                             f"{'are' if len(unknown) != 1 else 'is'} not in the library and left out: {shown}")
     if not (names != "").any():
-        raise UsageError("no labelled recordings: index with --label-from parent, or give --labels FILE.csv")
+        raise UsageError("no labelled recordings: index with --label-from parent, mark some, or give --labels FILE.csv")
     found, counts = np.unique(names[names != ""], return_counts=True)
     for label, count in zip(found, counts):
         if count < MIN_EXAMPLES:
@@ -311,7 +315,9 @@ def labelled_examples(store: Store, encoder_id: int,
 
 def csv_labels(store: Store, recording_ids: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
     """Labels aligned with recording_ids ('' for none) from a CSV of path,label (a header row is allowed;
-    relative paths are taken from the CSV's folder), and the CSV's paths that have no stored vectors."""
+    relative paths are taken from the CSV's folder), and the CSV's paths that have no stored vectors.
+
+    A CSV of exported marks (header path,label,verdict,...) is read too: its 'wrong' rows are left out."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
@@ -319,7 +325,10 @@ def csv_labels(store: Store, recording_ids: np.ndarray, path: Path) -> tuple[np.
         raise UsageError(f"cannot read the labels ({error.strerror})", path) from None
     except UnicodeDecodeError:
         raise UsageError("the labels file is not UTF-8 text", path) from None
-    if rows and [cell.strip().lower() for cell in rows[0]] == ["path", "label"]:
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if header[:3] == ["path", "label", "verdict"]:  # marks.write_marks_csv
+        rows = [row[:2] for row in rows[1:] if len(row) >= 3 and VERDICTS.get(row[2].strip().lower())]
+    elif header == ["path", "label"]:
         rows = rows[1:]
     position = {int(recording_id): number for number, recording_id in enumerate(recording_ids)}
     ids_by_path = {stored: recording_id for recording_id, stored in store.all_paths()}

@@ -26,7 +26,7 @@ from .library_index import INDEX_DIR, LibraryIndex
 from .querying import Querying
 from .results import (ClassifierReport, DetectionResult, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
                       ReferenceMatch, ScoreResult)
-from .store import RecordingRow, Store, sqlite_url
+from .store import MarkRow, RecordingRow, Store, sqlite_url
 from .windows import Windows
 
 if TYPE_CHECKING:
@@ -433,6 +433,32 @@ class Library:
             predictions.append(classifier.predict(str(Path(path).resolve()), round(len(samples) / rate, 3), windows,
                                                   min_confidence, problem))
         return predictions
+
+    def mark(self, recording_id: int, label: str, right: bool = True) -> MarkRow:
+        """Store a verdict: recording `recording_id` is (`right`) or is not an example of `label` (marks.py)."""
+        from .marks import checked_label
+
+        label = checked_label(label)
+        row = self.store.recording(recording_id)
+        if row is None:
+            raise UsageError(f"no recording with id {recording_id}")
+        if row.status != "indexed":
+            raise UsageError(f"recording {recording_id} could not be indexed, so it cannot be trained on: {row.error}")
+        return self.store.save_mark(recording_id, label, right)
+
+    def marks(self) -> list[MarkRow]:
+        """Every stored mark, oldest first."""
+        return self.store.marks()
+
+    def remove_mark(self, mark_id: int) -> bool:
+        """Delete one mark; False when there is none with that id."""
+        return self.store.remove_mark(mark_id)
+
+    def export_marks(self, path: str | Path) -> int:
+        """Write the marks to a CSV (path,label,verdict,marked_at) that `--labels FILE.csv` reads; how many."""
+        from .marks import write_marks_csv
+
+        return write_marks_csv(self.store.marks(), Path(path))
 
 
 def describe_pipeline(pipeline: PipelineConfig) -> str:

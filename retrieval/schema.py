@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The Alembic revision this code writes; `Store.open` upgrades any older database to it.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 #: SQLite integer keys must be plain INTEGER to alias the rowid (auto-increment); PostgreSQL gets BIGINT.
 Key = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -110,3 +110,15 @@ class MapCoordinate(Base):
     method: Mapped[str] = mapped_column(String(16), primary_key=True)
     x: Mapped[float] = mapped_column(Float)
     y: Mapped[float] = mapped_column(Float)
+
+
+class Mark(Base):
+    """A listener's verdict on a recording: it is (`is_label`) or is not an example of `label` (the agile loop)."""
+
+    __tablename__ = "marks"
+    __table_args__ = (UniqueConstraint("recording_id", "label"),)  # a later verdict on the same label replaces it
+    id: Mapped[int] = mapped_column(Key, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(256))
+    is_label: Mapped[bool] = mapped_column(Boolean)
+    marked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

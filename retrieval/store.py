@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import SoundalikeError
-from .schema import (SCHEMA_REVISION, ClusterAssignment, EncoderRecord, IndexBuild, MapCoordinate, Recording, Setting,
-                     Window, utcnow)
+from .schema import (SCHEMA_REVISION, ClusterAssignment, EncoderRecord, IndexBuild, MapCoordinate, Mark, Recording,
+                     Setting, Window, utcnow)
 from .windows import StoredWindows, WindowPositions
 
-__all__ = ["SCHEMA_REVISION", "EncoderRow", "IndexBuildRow", "MapPointRow", "RecordingRow", "Store", "StoredFile",
+__all__ = ["SCHEMA_REVISION", "EncoderRow", "IndexBuildRow", "MapPointRow", "MarkRow", "RecordingRow", "Store", "StoredFile",
            "Summary", "sqlite_url"]
 
 LOOKUP_BATCH = 500  # ids per IN (...) clause, well under every backend's parameter limit
@@ -96,6 +96,18 @@ class IndexBuildRow:
     file_name: str
     params: dict
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class MarkRow:
+    """A listener's verdict: recording `recording_id` (at `path`) is, or is not (`is_label` False), a `label`."""
+
+    id: int
+    recording_id: int
+    path: str
+    label: str
+    is_label: bool
+    marked_at: datetime
 
 
 @dataclass(frozen=True)
@@ -567,6 +579,26 @@ class Store:
                 .outerjoin(ClusterAssignment, ClusterAssignment.recording_id == MapCoordinate.recording_id)
                 .where(MapCoordinate.method == method).order_by(MapCoordinate.recording_id))]
 
+    # marks (the agile loop: a listener's verdicts, trained on by `classify train --labels marks`)
+
+    def save_mark(self, recording_id: int, label: str, is_label: bool) -> MarkRow:
+        """Store a verdict on a recording for `label`, replacing an earlier one for the same label."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Mark).where(Mark.recording_id == recording_id, Mark.label == label))
+            mark_id = conn.execute(insert(Mark).values(recording_id=recording_id, label=label, is_label=is_label,
+                                                       marked_at=utcnow()).returning(Mark.id)).scalar_one()
+            return MarkRow(*conn.execute(_MARKS.where(Mark.id == mark_id)).one())
+
+    def marks(self) -> list[MarkRow]:
+        """Every stored verdict, oldest first."""
+        with self.engine.connect() as conn:
+            return [MarkRow(*row) for row in conn.execute(_MARKS.order_by(Mark.marked_at, Mark.id))]
+
+    def remove_mark(self, mark_id: int) -> bool:
+        """Delete one verdict; False when there was none with that id."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(Mark).where(Mark.id == mark_id)).rowcount > 0
+
     def recordings_not_embedded_by(self, encoder_id: int) -> list[RecordingRow]:
         """Indexed recordings without windows of this encoder: what switching to it must embed."""
         return self._where(_INDEXED & Recording.id.not_in(
@@ -631,3 +663,7 @@ def _stored_windows(rows: list, encoder_id: int | None = None) -> StoredWindows:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+_MARKS = select(Mark.id, Mark.recording_id, Recording.path, Mark.label, Mark.is_label, Mark.marked_at).join(
+    Recording, Recording.id == Mark.recording_id)

@@ -88,6 +88,7 @@ def bad_options(clips, library) -> dict[str, list]:
         "map": ["--library", library, "--method", "tsne"],
         "classify train": ["--library", library, "--name", "../escape"],
         "classify predict": [clip, "--library", library, "--min-confidence", "2"],
+        "classify marks": ["--library", library, "--json=yes"],
     }
 
 

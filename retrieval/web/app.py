@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import DecodeError, UsageError
 from ..library import Library
 from ..results import LibraryStats, QueryResult, ScoreResult
-from ..store import RecordingRow
+from ..store import MarkRow, RecordingRow
 from .playable import PlayableCache, browser_plays
-from .responses import (ERRORS, UPLOAD_BODY, Health, NotFound, RecordingItem, RecordingPage, UnreadableRecording,
-                        add_error_handlers, error_response)
+from .responses import (ERRORS, UPLOAD_BODY, Health, MarkItem, MarkRequest, NotFound, RecordingItem, RecordingPage,
+                        UnreadableRecording, add_error_handlers, error_response)
 from .uploads import Upload, UploadError, received_upload
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -34,6 +34,9 @@ MAX_PAGE = 500
 # Ids and offsets are SQL integers: larger numbers are refused here (422), not by the database (500).
 MAX_INTEGER = 2**63 - 1
 RecordingId = Annotated[int, PathParameter(ge=1, le=MAX_INTEGER, description="A recording id.")]
+MarkId = Annotated[int, PathParameter(ge=1, le=MAX_INTEGER, description="A mark id.")]
+ClassifierName = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                              description="A classifier name (letters, digits, - _ .).")]
 # Types browsers know by these names; the rest fall back to `mimetypes`.
 AUDIO_MEDIA_TYPES = {".m4a": "audio/mp4", ".opus": "audio/ogg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
                      ".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".webm": "audio/webm",
@@ -209,6 +212,40 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
         comparison = await shared.run(_stored_comparison, library, recording_id, other_id)
         return Response(await shared.run(_png, comparison), media_type="image/png")  # pyplot: one at a time
 
+    @app.get("/api/marks", response_model=list[MarkItem], tags=["classify"])
+    async def marks() -> list[MarkItem]:
+        """Every mark, oldest first: the verdicts `classify train --labels marks` applies to the folder labels."""
+        return [_mark_item(mark) for mark in await shared.read(library.marks)]
+
+    @app.post("/api/marks", response_model=MarkItem, responses=ERRORS, tags=["classify"])
+    async def mark(body: MarkRequest) -> MarkItem:
+        """Mark a recording right or wrong for a label (replacing an earlier verdict on that label)."""
+        await shared.read(_recording_row, library, body.recording_id)
+        return _mark_item(await shared.run(library.mark, body.recording_id, body.label, body.verdict == "right"))
+
+    @app.delete("/api/marks/{mark_id}", responses=ERRORS, tags=["classify"])
+    async def unmark(mark_id: MarkId) -> JSONResponse:
+        """Remove one mark."""
+        if not await shared.run(library.remove_mark, mark_id):
+            raise NotFound(f"no mark with id {mark_id}")
+        return JSONResponse({"removed": mark_id})
+
+    @app.get("/api/marks.csv", responses={200: {"content": {"text/csv": {}}}}, response_class=Response,
+             tags=["classify"])
+    async def marks_csv() -> Response:
+        """The marks as CSV (path,label,verdict,marked_at), as `soundalike classify marks --csv` writes them."""
+        from ..marks import marks_csv as as_csv
+
+        return Response(as_csv(await shared.read(library.marks)), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="marks.csv"'})
+
+    @app.post("/api/classifiers/{name}/train", responses=ERRORS, tags=["classify"])
+    async def train_classifier(name: ClassifierName, labels: str = Query("marks", pattern="^(marks|parent)$",
+                               description="marks: the folder labels corrected by the marks; parent: folders only.")
+                               ) -> JSONResponse:
+        """Train classifier `name` again and answer its cross-validated report (`classify train --json`)."""
+        return JSONResponse((await shared.run(library.train_classifier, name, labels)).to_dict())
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
@@ -245,6 +282,11 @@ def _item(row: RecordingRow, clusters: dict[int, int]) -> RecordingItem:
                          duration_s=row.duration_s, is_reference=row.is_reference, status=row.status,
                          error=row.error, codec=row.codec, sample_rate=row.sample_rate,
                          channels=row.channels, size_bytes=row.size_bytes, cluster=clusters.get(row.id))
+
+
+def _mark_item(mark: MarkRow) -> MarkItem:
+    return MarkItem(id=mark.id, recording_id=mark.recording_id, path=mark.path, label=mark.label,
+                    verdict="right" if mark.is_label else "wrong", marked_at=mark.marked_at.isoformat(timespec="seconds"))
 
 
 def _stored_clustering(library: Library) -> dict:

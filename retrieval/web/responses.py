@@ -1,12 +1,12 @@
 """What the API answers: the response models, the upload's OpenAPI description, and one-line JSON errors."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ..errors import SoundalikeError, UsageError
@@ -56,6 +56,23 @@ class RecordingPage(BaseModel):
 class Health(BaseModel):
     status: str
     library: str
+
+
+class MarkRequest(BaseModel):
+    """A listener's verdict on a result: it is (right) or is not (wrong) an example of `label`."""
+
+    recording_id: int = Field(ge=1, le=2**63 - 1)
+    label: str = Field(min_length=1, max_length=256)
+    verdict: Literal["right", "wrong"] = "right"
+
+
+class MarkItem(BaseModel):
+    id: int
+    recording_id: int
+    path: str
+    label: str
+    verdict: Literal["right", "wrong"]
+    marked_at: str
 
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 404, 413, 415, 422)}

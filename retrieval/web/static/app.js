@@ -10,7 +10,7 @@ const PAUSE_ICON = '<svg viewBox="0 0 12 12"><path d="M2 1h3v10H2zM7 1h3v10H7z"/
 
 const $ = (id) => document.getElementById(id);
 const state = { offset: 0, total: 0, filter: "", queryFile: null, queryRecording: null, queryUrl: null, recorder: null, map: null,
-                selected: null, neighbours: [], hover: null };
+                selected: null, neighbours: [], hover: null, referenceLabel: null };
 
 // ---------- small helpers ----------
 
@@ -240,6 +240,7 @@ async function findSimilar(item) {
 }
 
 function showResults(result) {
+  state.referenceLabel = result.reference ? result.reference.label : null;
   $("reference").replaceChildren(referenceCard(result.reference));
   $("results-head").hidden = false;
   $("results-meta").textContent = result.results.length ? `${result.results.length} of the library, best first` : "";
@@ -285,9 +286,40 @@ function resultCard(hit) {
     h("div", { class: "result-main" },
       h("div", { class: "result-title" }, h("span", { class: "name", title: hit.path }, name), hit.label ? labelChip(hit.label) : null),
       h("div", { class: "result-meta" }, `matches at ${hit.start_s.toFixed(1)}–${hit.end_s.toFixed(1)} s · distance ${hit.distance.toFixed(3)}`),
-      scoreBar(hit.score)),
+      scoreBar(hit.score), markControls(hit)),
     h("div", { class: "result-side" }, audio, h("div", { class: "span-bar", title: "Where the match lies in the recording" }, span),
       h("button", { class: "btn small compare", type: "button", onclick: () => openCompare(hit) }, "Compare spectrograms")));
+}
+
+// ---------- marks: the agile loop (mark results, retrain the classifier, see its accuracy) ----------
+
+/** Right / wrong for the query's reference label (when it has one), and a box to give the result a label. */
+function markControls(hit) {
+  const status = h("span", { class: "muted mark-status" });
+  const send = async (label, verdict) => {
+    try {
+      const mark = await api("/api/marks", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ recording_id: hit.recording_id, label, verdict }) });
+      status.textContent = `marked ${mark.verdict} for “${mark.label}”`;
+    } catch (error) { toast(error.message); }
+  };
+  const input = h("input", { type: "text", class: "mark-label", placeholder: "label", maxlength: 256, "aria-label": "Label for this result" });
+  const reference = state.referenceLabel;
+  return h("form", { class: "marks", onsubmit: (event) => { event.preventDefault(); if (input.value.trim()) send(input.value.trim(), "right"); } },
+    reference ? h("button", { class: "btn small", type: "button", title: `This result is a “${reference}”`, onclick: () => send(reference, "right") }, `✓ ${reference}`) : null,
+    reference ? h("button", { class: "btn small ghost", type: "button", title: `This result is not a “${reference}”`, onclick: () => send(reference, "wrong") }, `✗ not ${reference}`) : null,
+    input, h("button", { class: "btn small ghost", type: "submit" }, "Label"), status);
+}
+
+async function retrainFromMarks() {
+  const out = $("classifier-report");
+  out.textContent = "training…";
+  try {
+    const report = await api("/api/classifiers/default/train?labels=marks", { method: "POST" });
+    const examples = Object.entries(report.examples).map(([label, count]) => `${label} ${count}`).join(", ");
+    out.textContent = `cross-validated accuracy ${(100 * report.accuracy).toFixed(1)}% · macro-F1 ${report.macro_f1.toFixed(2)} `
+      + `(${report.folds}-fold; ${examples})` + (report.warnings.length ? ` · ${report.warnings.join("; ")}` : "");
+  } catch (error) { out.textContent = ""; toast(error.message); }
 }
 
 // ---------- compare ----------
@@ -556,6 +588,7 @@ function wire() {
     if (event.dataTransfer.files[0]) setQuery(event.dataTransfer.files[0]);
   });
   $("k").addEventListener("change", runQuery);
+  $("retrain").addEventListener("click", retrainFromMarks);
   $("record").addEventListener("click", toggleRecording);
   $("compare-close").addEventListener("click", closeCompare);
   $("compare").addEventListener("click", (event) => { if (event.target.id === "compare") closeCompare(); });
