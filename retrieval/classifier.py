@@ -2,7 +2,7 @@
 
 A recording is one vector, the re-normalised mean of its window vectors (`clustering.recording_vectors`),
 so a classifier sees what a recording sounds like overall, whatever its length. The probe is multinomial
-logistic regression on standardised vectors (torch, LBFGS, an L2 penalty on the weights): on a few dozen
+logistic regression on standardised vectors (L-BFGS, an L2 penalty on the weights): on a few dozen
 examples per label a linear probe is what BirdNET's custom classifiers and perch-hoplite's agile loop train
 too. Accuracy, macro-F1 and the confusion matrix come from stratified k-fold cross-validation; one
 temperature fitted on the out-of-fold logits calibrates the probabilities of the model trained on every
@@ -362,28 +362,40 @@ def stratified_folds(classes: np.ndarray, folds: int, seed: int = 0) -> np.ndarr
 
 
 def fit_probe(vectors: np.ndarray, classes: np.ndarray, labels: int) -> LinearProbe:
-    """Softmax regression of classes (n,) on vectors (n, dimension), standardised; LBFGS from zero weights."""
+    """Softmax regression of classes (n,) on vectors (n, dimension), standardised; L-BFGS from zero weights.
+
+    SciPy's L-BFGS-B drives a loss and gradient computed by torch on one thread. Not torch.optim: an
+    optimiser's first use imports torch._dynamo, 9 s of a 14 s training on 1,000 recordings (2 busy cores).
+    One thread: products this small only lose by sharing (1,000 x 128 fit, 50 labels: 4.0 s with NumPy's
+    threaded BLAS on the busy machine, 0.3 s on one thread).
+    """
     import torch
+    from scipy.optimize import minimize
 
     mean = vectors.astype(np.float64).mean(axis=0)
     scale = vectors.astype(np.float64).std(axis=0)
     scale[scale < 1e-8] = 1.0  # a constant dimension carries nothing: leave it at zero
-    inputs = torch.from_numpy((vectors - mean) / scale)
-    targets = torch.from_numpy(classes.astype(np.int64))
-    linear = torch.nn.Linear(inputs.shape[1], labels, dtype=torch.float64)
-    torch.nn.init.zeros_(linear.weight)
-    torch.nn.init.zeros_(linear.bias)
-    optimiser = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=LBFGS_ITERATIONS, history_size=20,
-                                  tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    inputs = torch.from_numpy((vectors.astype(np.float64) - mean) / scale)  # (n, dimension)
+    count, dimension = inputs.shape
+    targets = torch.nn.functional.one_hot(torch.from_numpy(classes.astype(np.int64)), labels).double()
 
-    def loss() -> torch.Tensor:
-        optimiser.zero_grad()
-        value = torch.nn.functional.cross_entropy(linear(inputs), targets) + WEIGHT_DECAY * linear.weight.square().sum()
-        value.backward()
-        return value
+    def loss(parameters: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy + WEIGHT_DECAY * squared weights, and its gradient."""
+        weight = torch.from_numpy(parameters[:-labels].reshape(labels, dimension))
+        log_probabilities = torch.log_softmax(inputs @ weight.T + torch.from_numpy(parameters[-labels:]), dim=1)
+        value = -(log_probabilities * targets).sum() / count + WEIGHT_DECAY * weight.square().sum()
+        residual = (log_probabilities.exp() - targets) / count  # (n, labels)
+        gradient = torch.cat([(residual.T @ inputs + 2 * WEIGHT_DECAY * weight).ravel(), residual.sum(dim=0)])
+        return float(value), gradient.numpy()
 
-    optimiser.step(loss)
-    return LinearProbe(linear.weight.detach().numpy().copy(), linear.bias.detach().numpy().copy(), mean, scale)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = minimize(loss, np.zeros(labels * (dimension + 1)), jac=True, method="L-BFGS-B",
+                          options={"maxiter": LBFGS_ITERATIONS, "maxcor": 20, "gtol": 1e-9, "ftol": 1e-12})
+    finally:
+        torch.set_num_threads(threads)
+    return LinearProbe(result.x[:-labels].reshape(labels, dimension).copy(), result.x[-labels:].copy(), mean, scale)
 
 
 def fit_temperature(logits: np.ndarray, classes: np.ndarray) -> float:
