@@ -93,6 +93,8 @@ LibraryOption = typer.Option(Path("soundalike-library"), "--library", "-l", envv
 DbOption = typer.Option(None, "--db", envvar="SOUNDALIKE_DB", callback=check_db_url,
                         help="SQLAlchemy URL of the metadata database (default: SQLite inside the library).")
 JsonOption = typer.Option(False, "--json", help="Print JSON (one object per line) instead of a table.")
+MinScoreOption = typer.Option(None, "--min-score", min=0.0, max=100.0,
+                              help="List a place a recording matches at this score or more (default 50).")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 IndexFactoryOption = typer.Option(None, "--index-factory", help="FAISS index_factory string for the index, e.g. "
                                   "HNSW32 or IVF4096,PQ64x4fs,RFlat (RFlat: exact re-rank); 'auto' (the default) "
@@ -352,10 +354,12 @@ def query(
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
     k: int = typer.Option(10, "-k", help="How many recordings to return."),
+    min_score: Optional[float] = MinScoreOption,
     as_json: bool = JsonOption,
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
 ) -> None:
-    """The K recordings most similar to each query file, best first, and its nearest reference.
+    """The K recordings most similar to each query file, best first, each with every place it matches, and the
+    file's nearest reference.
 
     Example: soundalike query take.m4a -k 10
     """
@@ -363,7 +367,7 @@ def query(
         lib = open_library(library, db)
 
         def query_one(path: Path):
-            result = lib.query(path, k=k)
+            result = lib.query(path, k=k, min_score=min_score)
             typer.echo(json.dumps(result.to_dict()) if as_json else format_query(result))
             return result
 
@@ -375,6 +379,64 @@ def query(
             fail("no audio files among the query paths")
         if failed:
             raise typer.Exit(1)
+
+
+@app.command()
+def detect(
+    paths: List[Path] = typer.Argument(..., help="Long audio files or folders to search for library recordings."),
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    min_score: Optional[float] = MinScoreOption,
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write the detections to this CSV file."),
+    audacity: Optional[Path] = typer.Option(None, "--audacity", help="Write an Audacity label track per file "
+                                            "into this folder."),
+    raven: Optional[Path] = typer.Option(None, "--raven", help="Write a Raven selection table per file into this "
+                                         "folder."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Every place in each long file where a library recording occurs, in time order, with both files' times.
+
+    Example: soundalike detect field-recording.flac --min-score 60 --raven selections/
+    """
+    from retrieval.exports import Span, write_audacity, write_csv as write_spans, write_raven
+
+    if sum(option is not None for option in (csv_path, audacity, raven)) > 1:
+        fail("choose one of --csv, --audacity and --raven", code=2)
+    with handled(library):
+        lib = open_library(library, db)
+
+        def detect_one(path: Path):
+            result = lib.detect([path], min_score=min_score)[0]
+            typer.echo(json.dumps(result.to_dict()) if as_json else format_detections(result))
+            return result
+
+        results, failed = each_audio_file(paths, detect_one)
+        print_notices(lib)
+        if not results and not failed:
+            fail("no audio files among the paths")
+        spans = [Span(result.source, item.start_s, item.end_s, Path(item.path).stem, item.score)
+                 for result in results for item in result.detections]
+        if csv_path is not None:
+            write_spans(spans, csv_path)
+            typer.echo(f"wrote {shown(csv_path)}", err=True)
+        for folder, writer in ((audacity, write_audacity), (raven, write_raven)):
+            if folder is not None:
+                written = writer(spans, folder)
+                typer.echo(f"wrote {plural(len(written), 'file')} into {shown(folder)}", err=True)
+        if failed:
+            raise typer.Exit(1)
+
+
+def format_detections(result) -> str:
+    lines = [f"{shown(result.source)} ({result.duration_s:.1f} s): "
+             + (plural(len(result.detections), "detection") if result.signal else "no signal")]
+    if result.detections:
+        lines.append(f"{'at':>15}  {'score':>6}  {'in recording':>13}  {'label':<12}  path")
+    for item in result.detections:
+        lines.append(f"{item.start_s:>7.1f}-{item.end_s:<7.1f}  {item.score:>6.1f}  "
+                     f"{item.recording_start_s:>6.1f}-{item.recording_end_s:<6.1f}  {shown(item.label or '-'):<12}  "
+                     f"{shown(item.path)}")
+    return "\n".join(lines) + "\n"
 
 
 def each_audio_file(paths: List[Path], act: Callable[[Path], object]) -> tuple[list, bool]:
@@ -404,9 +466,15 @@ def each_audio_file(paths: List[Path], act: Callable[[Path], object]) -> tuple[l
 def format_query(result) -> str:
     lines = [f"query {shown(result.query)} ({result.duration_s:.1f} s)",
              f"{'rank':>4}  {'score':>6}  {'dist':>6}  {'at':>13}  {'label':<12}  path"]
+    if not result.signal:
+        lines.append("  (no signal: the file is silent or too short to match)")
+        return "\n".join(lines) + "\n"
     for hit in result.results:
         lines.append(f"{hit.rank:>4}  {hit.score:>6.1f}  {hit.distance:>6.3f}  {hit.start_s:>6.1f}-{hit.end_s:<6.1f}  "
                      f"{shown(hit.label or '-'):<12}  {shown(hit.path)}")
+        if len(hit.occurrences) > 1:
+            lines.append(f"{'':>24}also at " + ", ".join(f"{item.start_s:.1f}-{item.end_s:.1f} s ({item.score:.0f})"
+                                                          for item in hit.occurrences[1:]))
     if not result.results:
         lines.append("  (the library is empty)")
     lines.append(format_reference(result.reference))

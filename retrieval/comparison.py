@@ -1,8 +1,9 @@
 """Comparing two audio files directly, no library needed, and a picture of the comparison.
 
 Both files go through one pipeline and encoder (a library's, or the defaults) and are matched the way
-`query` matches a recording: the shorter file is placed on the longer at its best time-aligned offset
-(search.best_placement), so distance, similarity and score mean what they mean in `query`. The matched
+`query` matches a recording (search.place_pair: the shorter file placed on the longer at its best
+time-aligned offset, windows without sound weighing nothing, and with a library, the similarity corrected
+for hubs), so `compare a b`, `compare b a`, `query a` and `query b` give the pair one score. The matched
 spans are where the two overlap at that offset: all of the shorter file for a clip inside a long one.
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .ingest import Embedder
 from .pipeline import PipelineConfig
 from .preprocess import BandPass
 from .scoring import to_distance, to_score
-from .search import best_placement, thin_windows
+from .querying import embedded_noise
+from .search import hub_corrected, place_pair, span_typical, thin_windows
 from .windows import Windows
 
 if TYPE_CHECKING:
@@ -74,22 +76,25 @@ def compare(a: str | Path, b: str | Path, library: "Library | None" = None) -> C
     # (start_s, end_s, vectors) each; fed in 30 s chunks, as files are when indexed, so memory stays bounded.
     windows = [Windows(*embedder.embed_batches(embedder.windower.stream(_chunks(clip, CHUNK_S * rate))))
                for clip in samples]
-    a_is_short = len(windows[0]) <= len(windows[1])
-    short, long = (windows[0], windows[1]) if a_is_short else (windows[1], windows[0])
-    short_rows = thin_windows(len(short), max(2, MAX_PAIRS // len(long)))
-    long_rows = thin_windows(len(long), max(2, MAX_PAIRS // len(short_rows)))
-    forward = best_placement(short.select(short_rows), long, hop_s)
-    # The same alignment seen from the longer file gives where the overlap starts in the shorter one.
-    backward = best_placement(long.select(long_rows), short, hop_s)
-    short_start, long_start = backward.start_s, forward.start_s
-    length = min(short.end_s[-1] - short_start, long.end_s[-1] - long_start)
-    a_start, b_start = (short_start, long_start) if a_is_short else (long_start, short_start)
-    distance = to_distance(forward.similarity)
+    if len(windows[0]) * len(windows[1]) > MAX_PAIRS:  # the shorter file on evenly spaced windows
+        short = int(len(windows[0]) > len(windows[1]))
+        windows[short] = windows[short].select(thin_windows(len(windows[short]),
+                                                            max(2, MAX_PAIRS // len(windows[1 - short]))))
+    noise = library.querying.noise_vectors() if library is not None else embedded_noise(embedder)
+    best = place_pair(windows[0], windows[1], hop_s, None, noise)[0]  # as `query a` finds b
+    similarity = best.similarity
+    if library is not None:  # corrected for hubs as `query` corrects it
+        querying = library.querying
+        sides = [querying.clip_typicals(clip, querying.stored_id(path)) for clip, path in zip(windows, (a, b))]
+        similarity = hub_corrected(similarity, span_typical(*sides[0], best.query_start_s, best.query_end_s),
+                                   span_typical(*sides[1], best.start_s, best.end_s), querying.library_typical())
+    a_start, b_start, length = best.query_start_s, best.start_s, best.end_s - best.start_s
+    distance = to_distance(similarity)
     spectrograms = [log_mel_db(clip, embedder.pipeline, embedder.encoder.features) for clip in samples]
     return Comparison(
         path_a=str(Path(a).resolve()), path_b=str(Path(b).resolve()),
         duration_a_s=round(len(samples[0]) / rate, 3), duration_b_s=round(len(samples[1]) / rate, 3),
-        distance=round(distance, 6), similarity=round(forward.similarity, 6),
+        distance=round(distance, 6), similarity=round(similarity, 6),
         score=to_score(distance, embedder.encoder.unrelated_distance),
         a_start_s=round(float(a_start), 3), a_end_s=round(float(a_start + length), 3),
         b_start_s=round(float(b_start), 3), b_end_s=round(float(b_start + length), 3), encoder=embedder.encoder.name,

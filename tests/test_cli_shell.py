@@ -75,6 +75,7 @@ def bad_options(clips, library) -> dict[str, list]:
     return {
         "index": [clips, "--library", library, "--workers", "0"],
         "query": [clip, "--library", library, "-k", "0"],
+        "detect": [clip, "--library", library, "--min-score", "101"],
         "score": [clip, "--db", "not a url"],
         "rebuild": ["--library", library, "--index-factory", "Nonsense42"],
         "remove": [clip, "--db", "nodialect://host/db"],
