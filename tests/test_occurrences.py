@@ -68,3 +68,47 @@ def test_occurrences_below_the_minimum_score_are_left_out_but_the_best_place_sta
     write_audio(tmp_path / "bell.wav", BELL + noise(2.0, amplitude=0.02, seed=5), RATE)
     strict = library.query(tmp_path / "bell.wav", k=1, min_score=100.0).results[0]
     assert len(strict.occurrences) == 1 and strict.occurrences[0].start_s == strict.start_s
+
+
+@pytest.mark.slow
+def test_the_page_marks_every_occurrence_on_the_result_player(library, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from tests.test_browser import CHROMIUM_ARGS, ensure_chromium, sync_api
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--library", str(library.root), "--port",
+                                str(port)], cwd=Path(__file__).resolve().parents[1], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/api/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        bell = write_audio(tmp_path / "bell.wav", BELL + noise(2.0, amplitude=0.02, seed=5), RATE)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=ensure_chromium(), args=CHROMIUM_ARGS)
+            page = browser.new_page(base_url=url)
+            page.goto("/#search")
+            page.set_input_files("#file", str(bell))
+            page.wait_for_selector("#results .result")
+            card = page.locator("#results .result", has_text="three.wav")
+            starts = sorted(float(value) for value in card.locator(".occurrence").evaluate_all(
+                "spans => spans.map(span => span.dataset.start)"))
+            assert starts == pytest.approx([10.0, 30.1, 50.0], abs=HOP)
+            assert "also at" in card.locator(".result-meta").inner_text()
+            card.locator(".occurrence.other").first.click()
+            page.wait_for_function("[...document.querySelectorAll('#results .result audio')].some(a => a.currentTime > 20)")
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -244,6 +244,10 @@ function showResults(result) {
   $("reference").replaceChildren(referenceCard(result.reference));
   $("results-head").hidden = false;
   $("results-meta").textContent = result.results.length ? `${result.results.length} of the library, best first` : "";
+  if (result.signal === false) {
+    $("results").replaceChildren(h("li", { class: "card empty" }, "No signal: the file is silent or too short to match."));
+    return;
+  }
   if (!result.results.length) {
     $("results").replaceChildren(h("li", { class: "card empty" }, "The library is empty: nothing to compare with."));
     return;
@@ -273,21 +277,31 @@ function referenceCard(reference) {
 
 function resultCard(hit) {
   const audio = h("audio", { controls: true, preload: "metadata", src: audioUrl(hit.recording_id, hit.start_s) });
-  const span = h("span", {});
+  // Every place the query matches on this recording (the best first), each a mark on the player's bar: click to play it.
+  const occurrences = hit.occurrences && hit.occurrences.length ? hit.occurrences : [hit];
+  const spans = occurrences.map((item, index) => h("span", {
+    class: `occurrence${index ? " other" : ""}`, "data-start": item.start_s,
+    title: `${item.start_s.toFixed(1)}–${item.end_s.toFixed(1)} s` + (item.score !== undefined ? ` · score ${item.score.toFixed(1)}` : ""),
+    onclick: () => { audio.currentTime = item.start_s; audio.play(); },
+  }));
   audio.addEventListener("loadedmetadata", () => {
     if (!isFinite(audio.duration) || !audio.duration) return;
-    const left = Math.min(100, (100 * hit.start_s) / audio.duration);
-    span.style.left = `${left}%`;
-    span.style.width = `${Math.min(100 - left, (100 * (hit.end_s - hit.start_s)) / audio.duration)}%`;
+    occurrences.forEach((item, index) => {
+      const left = Math.min(100, (100 * item.start_s) / audio.duration);
+      spans[index].style.left = `${left}%`;
+      spans[index].style.width = `${Math.min(100 - left, (100 * (item.end_s - item.start_s)) / audio.duration)}%`;
+    });
   });
+  const more = occurrences.length > 1
+    ? ` · also at ${occurrences.slice(1).map((item) => `${item.start_s.toFixed(1)} s`).join(", ")}` : "";
   const name = baseName(hit.path);
   return h("li", { class: `card result${hit.rank === 1 ? " first" : ""}`, "data-recording-id": hit.recording_id },
     h("div", { class: "rank" }, hit.rank),
     h("div", { class: "result-main" },
       h("div", { class: "result-title" }, h("span", { class: "name", title: hit.path }, name), hit.label ? labelChip(hit.label) : null),
-      h("div", { class: "result-meta" }, `matches at ${hit.start_s.toFixed(1)}–${hit.end_s.toFixed(1)} s · distance ${hit.distance.toFixed(3)}`),
+      h("div", { class: "result-meta" }, `matches at ${hit.start_s.toFixed(1)}–${hit.end_s.toFixed(1)} s${more} · distance ${hit.distance.toFixed(3)}`),
       scoreBar(hit.score), markControls(hit)),
-    h("div", { class: "result-side" }, audio, h("div", { class: "span-bar", title: "Where the match lies in the recording" }, span),
+    h("div", { class: "result-side" }, audio, h("div", { class: "span-bar", title: "Where the query matches in the recording (click a mark to play it)" }, ...spans),
       h("button", { class: "btn small compare", type: "button", onclick: () => openCompare(hit) }, "Compare spectrograms")));
 }
 
