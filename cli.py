@@ -507,14 +507,29 @@ def score(
     paths: Optional[List[Path]] = typer.Argument(None, help="Takes to score; none: every non-reference recording."),
     library: Path = LibraryOption,
     db: Optional[str] = DbOption,
+    reference: Optional[str] = typer.Option(None, "--reference", help="Rank every take of the library against this "
+                                            "reference: an audio file (in the library or not) or a recording id."),
+    label: Optional[str] = typer.Option(None, "--label", help="Rank every take against the nearest of this label's "
+                                        "references."),
     as_json: bool = JsonOption,
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the scores to this CSV file."),
 ) -> None:
-    """How close each take is to its nearest reference sample, best first.
+    """How close each take is to its nearest reference sample, best first, grouped by the reference's label.
 
-    Example: soundalike score take1.m4a take2.m4a   (or no PATH: rank the whole library)
+    With --reference or --label: every take of the library ranked against that one reference (or label).
+    Example: soundalike score take1.m4a take2.m4a   (no PATH: the whole library; soundalike score --reference 12)
     """
     with handled(library):
         lib = open_library(library, db)
+        if reference is not None or label is not None:
+            if paths:
+                fail("--reference and --label rank the library's own takes: give no PATH with them", code=2)
+            ranking = lib.rank_takes(reference=reference, label=label)
+            print_notices(lib)
+            if csv_path:
+                write_ranking_csv(csv_path, ranking)
+            typer.echo(json.dumps(ranking.to_dict()) if as_json else format_ranking(ranking))
+            return
         if paths:  # each take on its own, so that one that fails does not stop the others
             scored, failed = each_audio_file(paths, lambda path: lib.score([path]))
             if not scored and not failed:
@@ -523,14 +538,126 @@ def score(
                              key=lambda result: result.reference.distance if result.reference else math.inf)
         else:
             results, failed = lib.score(), False
-        for result in results:
-            if as_json:
+        if as_json:
+            for result in results:
                 typer.echo(json.dumps(result.to_dict()))
-            else:
-                typer.echo(f"{shown(result.take)}: {format_reference(result.reference).removeprefix('reference: ')}")
+        else:
+            typer.echo(format_scores(results))
+        if csv_path:
+            write_scores_csv(csv_path, results)
         print_notices(lib)
         if failed:
             raise typer.Exit(1)
+
+
+def format_scores(results) -> str:
+    """Takes grouped by the label of their nearest reference (groups in order of their best take), best first."""
+    groups: dict = {}
+    for result in results:
+        groups.setdefault(result.reference.label if result.reference else (), []).append(result)
+    lines = []
+    for key, members in groups.items():
+        if key == ():
+            lines.append("no reference (index reference samples with --reference, or `soundalike references add`)")
+        else:
+            matched = sum(item.reference.match for item in members)
+            lines.append(f"reference label {shown(key if key is not None else '-')}: {matched} of "
+                         f"{plural(len(members), 'take')} match (threshold {members[0].reference.threshold:.3f})")
+        lines.append(f"  {'score':>6}  {'dist':>6}  {'match':<8}  {'label':<12}  {'take':<40}  reference")
+        for item in members:
+            ref = item.reference
+            if ref is None:
+                lines.append(f"  {'-':>6}  {'-':>6}  {'-':<8}  {shown(item.label or '-'):<12}  {shown(item.take)}")
+                continue
+            lines.append(f"  {ref.score:>6.1f}  {ref.distance:>6.3f}  {'MATCH' if ref.match else 'no match':<8}  "
+                         f"{shown(item.label or '-'):<12}  {shown(item.take):<40}  {shown(ref.path)}")
+    return "\n".join(lines) if lines else "no takes: every recording is a reference"
+
+
+def format_ranking(ranking) -> str:
+    against = ", ".join(f"{shown(item['path'])} [{shown(item['label'] or '-')}]" for item in ranking.references)
+    what = f"label {shown(ranking.label)}'s references" if ranking.label is not None else "reference"
+    lines = [f"{plural(len(ranking.takes), 'take')} ranked against {what} {against} "
+             f"(match threshold {ranking.threshold:.3f})",
+             f"{'rank':>4}  {'score':>6}  {'dist':>6}  {'match':<8}  {'at':>13}  {'label':<12}  take"]
+    for item in ranking.takes:
+        lines.append(f"{item.rank:>4}  {item.score:>6.1f}  {item.distance:>6.3f}  "
+                     f"{'MATCH' if item.match else 'no match':<8}  {item.start_s:>6.1f}-{item.end_s:<6.1f}  "
+                     f"{shown(item.label or '-'):<12}  {shown(item.path)}")
+    return "\n".join(lines)
+
+
+def write_ranking_csv(path: Path, ranking) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "take", "recording_id", "label", "score", "distance", "match", "start_s", "end_s",
+                         "reference_path", "reference_id", "threshold"])
+        for item in ranking.takes:
+            writer.writerow([item.rank, item.path, item.recording_id, item.label or "", item.score, item.distance,
+                             item.match, item.start_s, item.end_s, item.reference_path,
+                             "" if item.reference_id is None else item.reference_id, ranking.threshold])
+
+
+def write_scores_csv(path: Path, results) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["take", "recording_id", "label", "reference_path", "reference_label", "score", "distance",
+                         "match", "threshold"])
+        for item in results:
+            ref = item.reference
+            writer.writerow([item.take, "" if item.recording_id is None else item.recording_id, item.label or "",
+                             *((ref.path, ref.label or "", ref.score, ref.distance, ref.match, ref.threshold)
+                               if ref else ("",) * 6)])
+
+
+references_app = typer.Typer(help="Mark recordings as reference samples (best takes), or un-mark them.",
+                             no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(references_app, name="references")
+RecordingsArgument = typer.Argument(..., help="Recordings: audio file paths, folders (everything under them) or ids.")
+
+
+@references_app.command(name="add")
+def references_add(
+    items: List[str] = RecordingsArgument,
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Mark recordings of the library as references; match thresholds are calibrated again.
+
+    Example: soundalike references add takes/best.wav 17
+    """
+    change_references(items, library, db, as_json, True)
+
+
+@references_app.command(name="remove")
+def references_remove(
+    items: List[str] = RecordingsArgument,
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Un-mark references: the recordings stay in the library as takes.
+
+    Example: soundalike references remove takes/best.wav
+    """
+    change_references(items, library, db, as_json, False)
+
+
+def change_references(items: List[str], library: Path, db: Optional[str], as_json: bool, reference: bool) -> None:
+    with handled(library):
+        lib = open_library(library, db)
+        rows = lib.mark_references(items, reference=reference)
+        if as_json:
+            typer.echo(json.dumps({"changed": [{"recording_id": row.id, "path": row.path, "label": row.label,
+                                                "is_reference": row.is_reference} for row in rows],
+                                   "references": lib.stats().references}))
+            return
+        verb = "marked" if reference else "un-marked"
+        for row in rows:
+            typer.echo(f"{verb} {row.id}  {shown(row.path)}")
+        typer.echo(f"{verb} {plural(len(rows), 'recording')}; the library holds "
+                   f"{plural(lib.stats().references, 'reference')}")
 
 
 @app.command()

@@ -25,7 +25,7 @@ from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, 
 from .library_index import INDEX_DIR, LibraryIndex
 from .querying import Querying
 from .results import (ClassifierReport, DetectionResult, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
-                      ReferenceMatch, ScoreResult)
+                      ReferenceMatch, ScoreResult, TakeRanking)
 from .store import MarkRow, RecordingRow, Store, sqlite_url
 from .windows import Windows
 
@@ -334,6 +334,20 @@ class Library:
     def score(self, paths: Iterable[str | Path] | None = None) -> list[ScoreResult]:
         """Each take's nearest reference, best first; with no paths, every non-reference recording's."""
         return self.querying.score(paths)
+
+    def rank_takes(self, reference: str | int | Path | None = None, label: str | None = None) -> TakeRanking:
+        """Every take ranked by its score to one reference (a recording id or an audio file) or to the nearest of
+        `label`'s references, best first, each marked match or not by the label's calibrated threshold."""
+        return self.querying.rank_takes(reference, label)
+
+    def mark_references(self, items: Iterable[str | int | Path], reference: bool = True) -> list[RecordingRow]:
+        """Mark (or, `reference=False`, un-mark) the recordings named by ids, paths or folders as references;
+        returns them. Thresholds are calibrated again on the next match."""
+        from .references import resolve_recordings
+
+        ids = resolve_recordings(self.store, list(items))
+        self.store.set_tags(ids, is_reference=reference)
+        return self.store.recordings(ids)
 
     # what the library holds
 

@@ -18,14 +18,15 @@ from .audio import load_audio
 from .encoding import ActiveEncoder
 from .errors import UsageError
 from .library_index import LibraryIndex
-from .results import Detection, DetectionResult, Hit, Occurrence, QueryResult, ReferenceMatch, ScoreResult
-from .scoring import match_threshold, to_distance, to_score
+from .results import (Detection, DetectionResult, Hit, Occurrence, QueryResult, ReferenceMatch, ScoreResult,
+                      TakeRanking)
+from .references import Calibration, as_reference, calibrate, parse_recording, rank_takes
+from .scoring import to_distance, to_score
 from .store import Store
 from .windows import StoredWindows, Windows
 
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
 CANDIDATE_RECORDINGS = 100  # recordings placed in full per query (at least 4k)
-CALIBRATION_REFERENCES = 200  # references sampled to calibrate the match threshold: bounds its cost
 DEFAULT_MIN_SCORE = 50.0  # an occurrence scores at least this: halfway between identical and unrelated
 DETECT_RECORDINGS = 1000  # recordings placed per long file by `detect`
 NOISE_S = 2.0  # seconds of each colour of noise embedded for noise_vectors
@@ -66,7 +67,7 @@ class Querying:
         self.store = store
         self.index = index
         self.active = active
-        self._references: tuple[tuple, StoredWindows, float] | None = None  # (version, windows, threshold)
+        self._references: tuple[tuple, StoredWindows, Calibration] | None = None  # (version, windows, thresholds)
         self._hubs: tuple[tuple, dict[int, float], float | None] | None = None  # (index state, typicals, median)
         self._noise: tuple[int, np.ndarray] | None = None  # (encoder id, its noise vectors)
 
@@ -271,13 +272,15 @@ class Querying:
         return self._noise[1]
 
     def detect(self, path: str | Path, min_score: float | None = None) -> DetectionResult:
-        """Every place in a long audio file where a library recording occurs at `min_score` or more, in time order."""
+        """Every place in a long audio file where a library recording (other than the file itself, when the
+        library holds it) occurs at `min_score` or more, in time order."""
         duration_s, query, weights = self.embed_query(path)
         name = str(Path(path).resolve())
         if weights is None:
             return DetectionResult(source=name, duration_s=round(duration_s, 3), detections=[], signal=False)
         floor = DEFAULT_MIN_SCORE if min_score is None else min_score
-        hits = self.search(query, DETECT_RECORDINGS, weights, floor, self.stored_id(path))
+        own = self.stored_id(path)
+        hits = [hit for hit in self.search(query, DETECT_RECORDINGS, weights, floor, own) if hit.recording_id != own]
         detections = [Detection(start_s=item.query_start_s, end_s=item.query_end_s, path=hit.path,
                                 recording_id=hit.recording_id, label=hit.label, recording_start_s=item.start_s,
                                 recording_end_s=item.end_s, similarity=item.similarity, score=item.score)
@@ -305,30 +308,27 @@ class Querying:
     # references
 
     def references(self) -> tuple[StoredWindows, float]:
-        """The reference recordings' windows and their calibrated match threshold, cached until either changes."""
-        version = (self.active.id, *self.store.references_version())
+        """The reference recordings' windows and the threshold of references without a label (references.py)."""
+        windows, calibration = self.calibrated_references()
+        return windows, calibration.default
+
+    def calibrated_references(self) -> tuple[StoredWindows, Calibration]:
+        """The reference recordings' windows and each label's calibrated match threshold, cached until the
+        references or the labelled recordings change."""
+        version = (self.active.id, *self.store.references_version(), *self.store.labelled_version())
         if self._references is None or self._references[0] != version:
             windows = self.store.reference_vectors(self.active.id)
             self._references = (version, windows, self.calibrate(windows))
         return self._references[1], self._references[2]
 
-    def calibrate(self, references: StoredWindows) -> float:
-        """The match threshold from distances between the library's reference recordings (scoring.py)."""
-        ids = np.unique(references.recording_ids)[:CALIBRATION_REFERENCES]
-        labels = {row.id: row.label for row in self.store.recordings(ids)}
-        distances, same = [], []
-        for first in ids:
-            placements = search.place_on_recordings(references.of(first), references, self.hop_s, self.noise_vectors())
-            for second, placement in placements.items():
-                if second > first and second in labels:
-                    distances.append(to_distance(placement.similarity))
-                    same.append(labels[first] is not None and labels[first] == labels[second])
-        return match_threshold(np.array(distances, dtype=np.float64), np.array(same, dtype=bool),
-                               self.active.encoder.unrelated_distance)
+    def calibrate(self, references: StoredWindows) -> Calibration:
+        """Each reference label's match threshold, from the library's references and labelled takes."""
+        return calibrate(self.store, self.active.id, references, self.hop_s, self.noise_vectors(),
+                         self.active.encoder.unrelated_distance)
 
     def nearest_reference(self, query: Windows, exclude: int | None = None) -> ReferenceMatch | None:
         """The reference the query matches best, its score and whether it is a match; None without references."""
-        references, threshold = self.references()
+        references, calibration = self.calibrated_references()
         if exclude is not None:
             references = references.without(exclude)
         found = search.nearest(query, references, self.hop_s, self.noise_vectors())
@@ -337,6 +337,7 @@ class Querying:
         recording_id, placement = found
         row = self.store.recording(recording_id)
         distance = to_distance(placement.similarity)
+        threshold = calibration.threshold(row.label)
         return ReferenceMatch(path=row.path, recording_id=recording_id, label=row.label,
                               distance=round(distance, 6), score=to_score(distance, self.active.encoder.unrelated_distance),
                               match=bool(distance <= threshold), start_s=round(placement.start_s, 3),
@@ -360,3 +361,34 @@ class Querying:
         duration_s, query = self.embed_file(path)
         return ScoreResult(take=str(Path(path).resolve()), duration_s=round(duration_s, 3), recording_id=None,
                            label=None, reference=self.nearest_reference(query))
+
+    def rank_takes(self, reference: str | int | Path | None = None, label: str | None = None) -> TakeRanking:
+        """Every take ranked by its score to one reference (a recording id, or an audio file in the library or
+        not) or, with `label`, to the nearest of that label's references; best first."""
+        if (reference is None) == (label is None):
+            raise UsageError("give one of --reference FILE|ID and --label L")
+        stored, calibration = self.calibrated_references()
+        unrelated = self.active.encoder.unrelated_distance
+        if label is not None:
+            rows = self.store.references(label)
+            if not rows:
+                raise UsageError(f"no reference labelled {label!r}; mark some with `soundalike references add`")
+            chosen = stored.select(np.isin(stored.recording_ids, [row.id for row in rows]))
+            threshold = calibration.threshold(label)
+        else:
+            parsed = parse_recording(reference)
+            found = parsed if isinstance(parsed, int) else self.stored_id(parsed)
+            if isinstance(parsed, int) and (self.store.recording(parsed) is None):
+                raise UsageError(f"no recording with id {parsed}")
+            if found is None:  # a file outside the library: its own windows, the unlabelled threshold
+                rows, (_, windows) = [], self.embed_file(parsed)
+                chosen, threshold = as_reference(windows), calibration.default
+            else:
+                rows = self.store.recordings([found])
+                chosen, threshold = self.store.window_vectors([found], self.active.id), calibration.threshold(rows[0].label)
+        paths = {row.id: row.path for row in rows} or {0: str(Path(reference).resolve())}
+        takes = rank_takes(self.store, self.active.id, chosen, lambda _: threshold, paths, self.hop_s,
+                           self.noise_vectors(), unrelated, leave_out=set(paths))
+        return TakeRanking(references=[{"path": row.path, "recording_id": row.id, "label": row.label} for row in rows]
+                           or [{"path": paths[0], "recording_id": None, "label": None}],
+                           label=label, threshold=round(threshold, 6), takes=takes)

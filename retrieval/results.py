@@ -204,3 +204,46 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class TakeScore:
+    """One take ranked against a chosen reference (or one label's references): `soundalike score --reference`."""
+
+    rank: int
+    path: str
+    recording_id: int
+    label: str | None
+    score: float
+    distance: float
+    match: bool  # within the threshold calibrated for the reference's label
+    start_s: float  # where on the reference the take matches best
+    end_s: float
+    reference_path: str
+    reference_id: int | None  # None: a reference file that is not in the library
+
+
+@dataclass
+class TakeRanking:
+    """Every take of a library ranked by its score to one reference, or to the nearest of one label's."""
+
+    references: list[dict]  # {"path", "recording_id", "label"} of each reference ranked against
+    label: str | None
+    threshold: float  # the match threshold (cosine distance) applied
+    takes: list[TakeScore]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DuplicateGroup:
+    """Recordings that are copies of one another: the same bytes, or near-exact (re-encoded, trimmed, gain)."""
+
+    kind: str  # "exact": all share one content hash; "near": at least one pair only sounds the same
+    score: float  # the lowest score between the group's members that joined it (100 for exact copies)
+    recording_ids: list[int]
+    paths: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import SoundalikeError
+from .filters import Filters
 from .schema import (SCHEMA_REVISION, ClusterAssignment, EncoderRecord, IndexBuild, MapCoordinate, Mark, Recording,
                      Setting, Window, utcnow)
 from .windows import StoredWindows, WindowPositions
@@ -394,6 +395,46 @@ class Store:
         """The indexed recordings that have a label, by id."""
         return self._where(_INDEXED & Recording.label.is_not(None))
 
+    def references(self, label: str | None = None) -> list[RecordingRow]:
+        """The indexed reference recordings (of one label, if given), by id."""
+        condition = _INDEXED & Recording.is_reference.is_(True)
+        return self._where(condition if label is None else condition & (Recording.label == label))
+
+    def filtered_recording_ids(self, filters: Filters) -> np.ndarray:
+        """(n,) int64 ids, ascending, of the indexed recordings that pass `filters` (its `exclude_self` aside):
+        label, durations and the reference mark in SQL, the path glob on the paths it returns."""
+        condition = _INDEXED
+        if filters.label is not None:
+            condition = condition & (Recording.label == filters.label)
+        if filters.min_duration_s is not None:
+            condition = condition & (Recording.duration_s >= filters.min_duration_s)
+        if filters.max_duration_s is not None:
+            condition = condition & (Recording.duration_s <= filters.max_duration_s)
+        if filters.references_only:
+            condition = condition & Recording.is_reference.is_(True)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Recording.id, Recording.path).where(condition).order_by(Recording.id)).all()
+        return np.array([key for key, path in rows if filters.path_matches(path)], dtype=np.int64)
+
+    def recording_ids_with_hash(self, content_hash: str) -> list[int]:
+        """Ids of the indexed recordings whose file has these bytes (SHA-256), ascending."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(Recording.id).where(_INDEXED, Recording.content_hash == content_hash)
+                                     .order_by(Recording.id)).scalars())
+
+    def same_content_groups(self) -> list[list[int]]:
+        """Ids of indexed recordings sharing a content hash, one ascending list per hash held more than once."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Recording.content_hash, Recording.id).where(
+                _INDEXED, Recording.content_hash.in_(
+                    select(Recording.content_hash).where(_INDEXED, Recording.content_hash.is_not(None))
+                    .group_by(Recording.content_hash).having(func.count(Recording.id) > 1)))
+                .order_by(Recording.content_hash, Recording.id)).all()
+        groups: dict[str, list[int]] = {}
+        for digest, key in rows:
+            groups.setdefault(digest, []).append(key)
+        return list(groups.values())
+
     def _where(self, condition: Any) -> list[RecordingRow]:
         with self.engine.connect() as conn:
             return _recordings(conn.execute(select(*_RECORDING_COLUMNS).where(condition).order_by(Recording.id)))
@@ -489,6 +530,13 @@ class Store:
             return tuple(conn.execute(select(func.count(Recording.id), func.max(Recording.id),
                                              func.max(Recording.updated_at))
                                       .where(Recording.is_reference.is_(True), Recording.status == "indexed")).one())
+
+    def labelled_version(self) -> tuple:
+        """Changes whenever a labelled recording is added, removed or changed: a cache key of calibrations."""
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(select(func.count(Recording.id), func.max(Recording.id),
+                                             func.max(Recording.updated_at))
+                                      .where(Recording.label.is_not(None), Recording.status == "indexed")).one())
 
     def reference_vectors(self, encoder_id: int) -> StoredWindows:
         """Windows of every reference recording, embedded by the given encoder."""

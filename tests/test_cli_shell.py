@@ -90,6 +90,8 @@ def bad_options(clips, library) -> dict[str, list]:
         "classify train": ["--library", library, "--name", "../escape"],
         "classify predict": [clip, "--library", library, "--min-confidence", "2"],
         "classify marks": ["--library", library, "--json=yes"],
+        "references add": [clips / "not-indexed.wav", "--library", library],
+        "references remove": ["999", "--library", library],
     }
 
 

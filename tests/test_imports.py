@@ -72,12 +72,12 @@ def test_the_index_layer_imports_without_torch_sqlalchemy_or_av():
 #: or of the layers above it in this list. index/ is a layer of its own that imports nothing of retrieval.
 LAYERS = [
     {"retrieval.errors", "retrieval.results", "retrieval.schema", "retrieval.windows", "retrieval.scoring",
-     "retrieval.extras", "retrieval.exports"},
+     "retrieval.extras", "retrieval.exports", "retrieval.filters"},
     {"retrieval.search", "retrieval.preprocess", "retrieval.configs", "retrieval.audio", "retrieval.augment"},
     {"retrieval.features", "retrieval.pipeline", "retrieval.encoders"},
     {"retrieval.store", "retrieval.ingest", "retrieval.training"},
     {"retrieval.encoding", "retrieval.library_index", "retrieval.indexing", "retrieval.distributed",
-     "retrieval.clustering", "retrieval.classifier", "retrieval.marks", "retrieval.projection",
+     "retrieval.clustering", "retrieval.classifier", "retrieval.marks", "retrieval.references", "retrieval.projection",
      "retrieval.map_render"},
     {"retrieval.querying"},
     {"retrieval.library"},
