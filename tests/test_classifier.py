@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from retrieval import Library
-from retrieval.classifier import Classifier, macro_f1, stratified_folds
+from retrieval.classifier import Classifier, macro_f1, novelty_threshold, stratified_folds
 from retrieval.errors import ConfigMismatchError, DecodeError, UsageError
 from tests.factories import chirp, noise, sine, write_audio
 
@@ -245,6 +245,22 @@ def test_one_label_or_none_is_not_enough(tmp_path, takes):
     one_label.index([takes / "clean"], label_from="parent", workers=1)
     with pytest.raises(UsageError, match="two labels .* found clean \\(8\\)"):
         one_label.train_classifier()
+
+
+def test_the_novelty_threshold_follows_the_training_spread_within_bounds():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 64))
+    tight = centres.repeat(10, axis=0) + rng.normal(0, 0.01, (20, 64))
+    tight /= np.linalg.norm(tight, axis=1, keepdims=True)
+    similarities = tight @ tight.T
+    np.fill_diagonal(similarities, -np.inf)
+    spread = (1 - similarities.max(axis=1)).max()
+    assert 0.001 < 16 * spread < 0.005  # within the bounds of an unrelated distance of 0.01
+    assert novelty_threshold(tight, unrelated_distance=0.01) == pytest.approx(16 * spread, rel=1e-3)
+    assert novelty_threshold(np.repeat(tight[:2], 3, axis=0), unrelated_distance=1.0) == pytest.approx(0.1)  # duplicates
+    scattered = rng.normal(size=(20, 64))
+    scattered /= np.linalg.norm(scattered, axis=1, keepdims=True)
+    assert novelty_threshold(scattered, unrelated_distance=0.8) == pytest.approx(0.4)  # at most half the unrelated
 
 
 def test_folds_hold_every_label_and_macro_f1_averages_the_labels():
