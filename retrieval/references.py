@@ -5,7 +5,7 @@ reference's label. Each label's threshold is fitted on the library itself: its o
 CALIBRATION_TAKES labelled takes of every label are each placed on every reference. A recording of the label
 (at its distance to the label's nearest reference) is a right match; one of another label whose nearest
 reference is of this label (at that distance) is a wrong one, since only then does this threshold decide. The
-threshold is the cut that separates the two best (highest balanced accuracy, `scoring.match_threshold`).
+threshold keeps wrong matches out first and takes in every right one closer than them (`label_threshold`).
 References without a label, and labels with nothing to fit on, keep the threshold of the reference pairs alone
 (`pairs_threshold`: what every label had before).
 """
@@ -92,9 +92,24 @@ def calibrate(store: Store, encoder_id: int, references: StoredWindows, hop_s: f
             take = windows.of(take_id)
             if len(take):
                 add(label, search.place_on_recordings(take, references, hop_s, noise))
-    thresholds = {label: match_threshold(np.array(distances[label], dtype=np.float64), np.array(right[label], bool),
-                                         unrelated_distance) if distances[label] else default for label in labels}
+    thresholds = {label: label_threshold(np.array(distances[label], dtype=np.float64), np.array(right[label], bool),
+                                         unrelated_distance) if any(right[label]) else default for label in labels}
     return Calibration(thresholds, default)
+
+
+def label_threshold(distances: np.ndarray, right: np.ndarray, unrelated_distance: float) -> float:
+    """The distance below which a take matches a label's reference, from right (`right`) and wrong matches.
+
+    Wrong matches come first: the cut lies midway between the closest wrong one and the farthest right one
+    closer than it (half the closest wrong one when no right one is closer); with no wrong ones, 1.25 x the
+    farthest right one. Never above the unrelated distance (score 0)."""
+    good, bad = distances[right], distances[~right]
+    if len(bad):
+        closer = good[good < bad.min()]
+        threshold = (closer.max() + bad.min()) / 2 if len(closer) else bad.min() / 2
+    else:
+        threshold = good.max() * 1.25
+    return float(min(max(threshold, 1e-3), unrelated_distance))
 
 
 def _sampled_takes(store: Store) -> list[int]:
