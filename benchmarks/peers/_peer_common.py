@@ -1,7 +1,7 @@
 """Shared helpers for the peer-model embedding scripts (run inside the peers' own venvs).
 
-Only numpy (and scipy for resampling) are used, so this works in both `.venv-birdnet` and
-`.venv-openwakeword`. Nothing here is imported by the Soundalike package.
+Only numpy (and scipy for resampling) are used, so this works in every peer venv (`.venv-birdnet`,
+`.venv-openwakeword`, `.venv-aisfx`, `.venv-yamnet`). Nothing here is imported by the Soundalike package.
 """
 from __future__ import annotations
 
