@@ -355,19 +355,36 @@ def query(
     db: Optional[str] = DbOption,
     k: int = typer.Option(10, "-k", help="How many recordings to return."),
     min_score: Optional[float] = MinScoreOption,
+    label: Optional[str] = typer.Option(None, "--label", help="Only recordings with this label."),
+    path_glob: Optional[str] = typer.Option(None, "--path", help="Only recordings whose path matches this glob "
+                                            "(e.g. '*/drums/*'; without a leading / or *, it matches the end)."),
+    min_duration: Optional[float] = typer.Option(None, "--min-duration", help="Only recordings this many seconds "
+                                                 "long or longer."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Only recordings this many seconds "
+                                                 "long or shorter."),
+    references_only: bool = typer.Option(False, "--references-only", help="Only reference recordings."),
+    exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave out the query file itself (its path, "
+                                      "and copies with the same bytes)."),
+    from_s: Optional[float] = typer.Option(None, "--from", help="Query from this second of the file on."),
+    to_s: Optional[float] = typer.Option(None, "--to", help="Query up to this second of the file."),
     as_json: bool = JsonOption,
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
 ) -> None:
     """The K recordings most similar to each query file, best first, each with every place it matches, and the
-    file's nearest reference.
+    file's nearest reference. Filters still give K results whenever K recordings pass them.
 
-    Example: soundalike query take.m4a -k 10
+    Example: soundalike query take.m4a -k 10 --label kick --exclude-self --from 2 --to 5
     """
+    from retrieval.filters import Filters
+
     with handled(library):
+        filters = Filters(label=label, path=path_glob, min_duration_s=min_duration, max_duration_s=max_duration,
+                          references_only=references_only, exclude_self=exclude_self)
+        crop = None if from_s is None and to_s is None else (from_s, to_s)
         lib = open_library(library, db)
 
         def query_one(path: Path):
-            result = lib.query(path, k=k, min_score=min_score)
+            result = lib.query(path, k=k, min_score=min_score, filters=filters, crop=crop)
             typer.echo(json.dumps(result.to_dict()) if as_json else format_query(result))
             return result
 

@@ -21,6 +21,7 @@ from . import clustering, projection
 from .encoders import DEFAULT_ENCODER, available_encoders, load_encoder
 from .configs import PipelineConfig
 from .encoding import ActiveEncoder
+from .filters import Filters
 from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, UsageError
 from .library_index import INDEX_DIR, LibraryIndex
 from .querying import Querying
@@ -294,10 +295,15 @@ class Library:
 
     # querying (querying.py, search.py)
 
-    def query(self, path: str | Path, k: int = 10, min_score: float | None = None) -> QueryResult:
+    def query(self, path: str | Path, k: int = 10, min_score: float | None = None, filters: Filters | dict | None = None,
+              crop: tuple[float | None, float | None] | None = None) -> QueryResult:
         """The k recordings most similar to the audio file at `path`, best first, each with every place it
-        matches at `min_score` or more (`Hit.occurrences`), and the file's nearest reference."""
-        return self.querying.query(path, k, min_score)
+        matches at `min_score` or more (`Hit.occurrences`), and the file's nearest reference. `filters` (a
+        `Filters` or its fields as a dict) restrict the results, still k whenever k recordings pass; `crop`
+        (from_s, to_s) queries that stretch of the file only."""
+        if isinstance(filters, dict):
+            filters = Filters(**filters)
+        return self.querying.query(path, k, min_score, filters, crop)
 
     def detect(self, paths: Iterable[str | Path], min_score: float | None = None) -> list[DetectionResult]:
         """Every place in each (long) audio file where a library recording occurs at `min_score` or more."""

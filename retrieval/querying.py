@@ -17,13 +17,14 @@ from . import search
 from .audio import load_audio
 from .encoding import ActiveEncoder
 from .errors import UsageError
+from .filters import NO_FILTERS, Filters
 from .library_index import LibraryIndex
 from .results import (Detection, DetectionResult, Hit, Occurrence, QueryResult, ReferenceMatch, ScoreResult,
                       TakeRanking)
 from .references import Calibration, as_reference, calibrate, parse_recording, rank_takes
 from .scoring import to_distance, to_score
 from .store import Store
-from .windows import StoredWindows, Windows
+from .windows import StoredWindows, WindowPositions, Windows
 
 CANDIDATE_WINDOWS = 64  # neighbours fetched per query window before re-ranking whole recordings
 CANDIDATE_RECORDINGS = 100  # recordings placed in full per query (at least 4k)
@@ -36,6 +37,7 @@ HUB_SAMPLE = 64  # recordings whose median typical similarity is the library's
 # a window of background noise reads 0.9 and over: only beyond the usual spread is a window a hub.
 HUB_SPREADS = 3.0
 HUB_BATCH = 10  # recordings corrected for hubness at a time beyond k
+FILTER_FETCH = 8  # a filtered search fetches this many times the index neighbours, to find enough that pass
 
 
 def coloured_noise(exponent: float, duration_s: float, sample_rate: int, seed: int) -> np.ndarray:
@@ -53,6 +55,18 @@ def embedded_noise(embedder) -> np.ndarray:
     rate = embedder.encoder.features.sample_rate
     clips = [coloured_noise(exponent, NOISE_S, rate, seed) for seed, exponent in enumerate((0.0, 1.0, 2.0))]
     return np.concatenate([embedder.embed_samples(clip)[2] for clip in [*clips, np.zeros(rate, dtype=np.float32)]])
+
+
+def cropped(samples: np.ndarray, rate: int, crop: tuple[float | None, float | None],
+            path: str | Path) -> tuple[np.ndarray, float]:
+    """The samples from crop[0] to crop[1] seconds (None: the start, the end), and where they start."""
+    duration_s = len(samples) / rate
+    from_s, to_s = crop[0] or 0.0, duration_s if crop[1] is None else crop[1]
+    if from_s >= duration_s:
+        raise UsageError(f"--from {from_s:g} is past the end of {path} ({duration_s:.1f} s)")
+    if not 0 <= from_s < to_s:
+        raise UsageError(f"--from {from_s:g} --to {to_s:g} is no stretch of audio (0 <= from < to)")
+    return samples[round(from_s * rate): round(min(to_s, duration_s) * rate)], from_s
 
 
 def check_k(k: int) -> None:
@@ -94,29 +108,39 @@ class Querying:
     # searching
 
     def search(self, query: Windows, k: int, weights: np.ndarray | None = None, min_score: float | None = None,
-               own_recording: int | None = None) -> list[Hit]:
+               own_recording: int | None = None, allowed: np.ndarray | None = None) -> list[Hit]:
         """The k recordings whose best time-aligned placement matches the query windows best (search.py), each
         with every place it matches at `min_score` or more (DEFAULT_MIN_SCORE when None).
 
         `weights` (0..1 per window, search.sound_weights) keep windows without sound from voting; each piece of
         a long query votes for its own candidates. Similarities are corrected for hubs (hub_corrected), and
-        the k results are k whenever the library holds k recordings.
+        the k results are k whenever the library holds k recordings. `allowed` (ascending recording ids, from
+        `Filters`) restricts the candidates before they are cut to k: up to CANDIDATE_RECORDINGS of them are all
+        placed, more get FILTER_FETCH-times over-fetched neighbours and are topped up from the allowed ones.
         """
         index = self.index.current()
-        if not len(query) or not index.count:
+        if not len(query) or not index.count or (allowed is not None and not len(allowed)):
             return []
         weights = search.sound_weights(query.vectors, self.noise_vectors()) if weights is None else weights
         voting = search.voters(weights)
         rows = [piece[search.thin_windows(len(piece))] for piece in
                 (voting[part] for part in search.pieces(len(voting)))]
-        similarities, neighbour_ids = index.search(query.vectors[np.concatenate(rows)], CANDIDATE_WINDOWS + k)
-        positions = self.store.window_positions(neighbour_ids[neighbour_ids >= 0])
         limit = max(CANDIDATE_RECORDINGS, 4 * k)
-        edges = np.cumsum([0, *map(len, rows)])
-        candidates = search.merge([search.vote(similarities[low:high], neighbour_ids[low:high], positions, limit)
-                                   for low, high in zip(edges[:-1], edges[1:])])
-        windows = self.store.windows_in_spans(*search.spans(candidates, query, self.hop_s), self.active.id)
-        windows = self._topped_up(windows, k)
+        if allowed is not None and len(allowed) <= limit:  # few enough to place the query on every one
+            windows = self.store.window_vectors(allowed.tolist(), self.active.id)
+        else:
+            fetch = (CANDIDATE_WINDOWS + k) * (1 if allowed is None else FILTER_FETCH)
+            similarities, neighbour_ids = index.search(query.vectors[np.concatenate(rows)], min(fetch, index.count))
+            positions = self.store.window_positions(neighbour_ids[neighbour_ids >= 0])
+            if allowed is not None:
+                kept = np.isin(positions.recording_ids, allowed)
+                positions = WindowPositions(positions.window_ids[kept], positions.recording_ids[kept],
+                                            positions.start_s[kept])
+            edges = np.cumsum([0, *map(len, rows)])
+            candidates = search.merge([search.vote(similarities[low:high], neighbour_ids[low:high], positions, limit)
+                                       for low, high in zip(edges[:-1], edges[1:])])
+            windows = self.store.windows_in_spans(*search.spans(candidates, query, self.hop_s), self.active.id)
+            windows = self._topped_up(windows, k, allowed)
         unrelated = self.active.encoder.unrelated_distance
         threshold = 1.0 - unrelated * (1.0 - (DEFAULT_MIN_SCORE if min_score is None else min_score) / 100.0)
         found = search.occurrences_on_recordings(query, windows, self.hop_s, threshold, self.noise_vectors())
@@ -137,13 +161,14 @@ class Querying:
                             score=to_score(distance, unrelated), occurrences=occurrences))
         return hits
 
-    def _topped_up(self, windows: StoredWindows, k: int) -> StoredWindows:
-        """`windows` and, when they hold fewer than k recordings, whole other recordings (lowest ids) up to k:
-        `-k K` returns K results whenever the library holds K recordings."""
+    def _topped_up(self, windows: StoredWindows, k: int, allowed: np.ndarray | None = None) -> StoredWindows:
+        """`windows` and, when they hold fewer than k recordings, whole other recordings (lowest ids; of `allowed`,
+        if given) up to k: `-k K` returns K results whenever the library holds K recordings (that pass)."""
         have = np.unique(windows.recording_ids)
         if len(have) >= k:
             return windows
-        missing = [row.id for row in self.store.indexed_recordings() if row.id not in set(have.tolist())][: k - len(have)]
+        pool = [row.id for row in self.store.indexed_recordings()] if allowed is None else allowed.tolist()
+        missing = [key for key in pool if key not in set(have.tolist())][: k - len(have)]
         if not missing:
             return windows
         extra = self.store.window_vectors(missing, self.active.id)
@@ -238,31 +263,55 @@ class Querying:
         stored = self.store.files_by_path([str(Path(path).resolve())]).get(str(Path(path).resolve()))
         return stored.recording_id if stored is not None and stored.status == "indexed" else None
 
-    def query(self, path: str | Path, k: int = 10, min_score: float | None = None) -> QueryResult:
+    def query(self, path: str | Path, k: int = 10, min_score: float | None = None, filters: Filters | None = None,
+              crop: tuple[float | None, float | None] | None = None) -> QueryResult:
         """The k recordings most similar to the audio file at `path`, best first, and its nearest reference.
 
         A file with no signal (silence, near-silence, a few ms) gets `signal=False` and nothing else; one that is
-        only noise gets results but no reference match.
+        only noise gets results but no reference match. `filters` restrict the results (filters.py) and still give
+        k whenever k recordings pass; `crop` (from_s, to_s) queries only that stretch of the file (times stay the
+        file's).
         """
         check_k(k)
-        duration_s, query, weights = self.embed_query(path)
+        duration_s, query, weights = self.embed_query(path, crop)
         name = str(Path(path).resolve())
         if weights is None:
             return QueryResult(query=name, duration_s=round(duration_s, 3), results=[], reference=None, signal=False)
         own = self.stored_id(path)
-        return QueryResult(query=name, duration_s=round(duration_s, 3),
-                           results=self.search(query, k, weights, min_score, own),
+        filters = filters or NO_FILTERS
+        selves = self.selves(path, own) if filters.exclude_self else []
+        allowed = self.store.filtered_recording_ids(filters) if filters.restricts else None
+        if allowed is not None:
+            allowed = allowed[~np.isin(allowed, selves)]
+        hits = [hit for hit in self.search(query, k + (0 if allowed is not None else len(selves)), weights, min_score,
+                                           own, allowed) if hit.recording_id not in selves][:k]
+        for rank, hit in enumerate(hits, start=1):
+            hit.rank = rank
+        return QueryResult(query=name, duration_s=round(duration_s, 3), results=hits,
                            reference=self.nearest_reference(query) if weights.max() >= search.SOUND_WEIGHT else None)
 
-    def embed_query(self, path: str | Path) -> tuple[float, Windows, np.ndarray | None]:
+    def selves(self, path: str | Path, own: int | None) -> list[int]:
+        """The recordings that are the file at `path`: the one at its path and those with the same bytes."""
+        from .ingest import content_hash
+
+        return sorted({*([] if own is None else [own]), *self.store.recording_ids_with_hash(content_hash(path))})
+
+    def embed_query(self, path: str | Path, crop: tuple[float | None, float | None] | None = None
+                    ) -> tuple[float, Windows, np.ndarray | None]:
         """(duration_s, windows, how much sound each carries); the weights are None when the file has no signal
-        (search.has_signal: a few ms, or nothing above the pipeline's silence level)."""
+        (search.has_signal: a few ms, or nothing above the pipeline's silence level). With `crop` (from_s, to_s),
+        only that stretch: its duration, its windows at the file's times."""
         rate = self.active.encoder.features.sample_rate
         samples = load_audio(Path(path), rate)
+        offset_s = 0.0
+        if crop is not None:
+            samples, offset_s = cropped(samples, rate, crop, path)
         duration_s = len(samples) / rate
         if not search.has_signal(samples, rate, self.active.pipeline.preprocess.silence_dbfs):
             return duration_s, Windows(np.zeros(0), np.zeros(0), np.zeros((0, 1), np.float32)), None
         windows = self.embed_samples(samples)
+        if offset_s:
+            windows = Windows(windows.start_s + offset_s, windows.end_s + offset_s, windows.vectors)
         return duration_s, windows, search.sound_weights(windows.vectors, self.noise_vectors())
 
     def noise_vectors(self) -> np.ndarray:
