@@ -190,7 +190,14 @@ class Querying:
         done = 0
         while done < len(order):
             batch = order[done: done + k + HUB_BATCH]
-            chosen = windows.select(np.isin(windows.recording_ids, batch))
+            # Only the windows the placements cover are measured: what is fetched around them is not.
+            centres = (windows.start_s + windows.end_s) / 2
+            covered = np.zeros(len(windows), dtype=bool)
+            for recording_id in batch:
+                for item in found[recording_id]:
+                    covered |= ((windows.recording_ids == recording_id) & (centres >= item.start_s)
+                                & (centres <= item.end_s))
+            chosen = windows.select(covered)
             typicals = self.stored_typicals(chosen)
             for recording_id in batch:
                 rows = chosen.recording_ids == recording_id
