@@ -96,3 +96,37 @@ def test_compare_and_query_give_one_score_for_a_pair_in_either_order(library):
             assert (hit.start_s, hit.end_s) == pytest.approx((compared.b_start_s, compared.b_end_s), abs=0.01)
             scores.add(round(compared.score, 1))
         assert len(scores) == 1
+
+
+def test_the_cli_and_the_web_page_give_compare_and_query_one_score(library):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    paths = sorted(Path(row.path) for row in library.recordings())
+    a, b = paths[2], paths[5]
+    runner = CliRunner()
+    compared = json.loads(runner.invoke(app, ["compare", str(a), str(b), "--library", str(library.root), "--json"]).output)
+    queried = json.loads(runner.invoke(app, ["query", str(a), "-k", "13", "--library", str(library.root),
+                                             "--json"]).output.splitlines()[0])
+    hit = next(hit for hit in queried["results"] if hit["path"] == str(b))
+    assert hit["score"] == pytest.approx(compared["score"], abs=0.01)
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from retrieval.web.app import create_app
+
+    client = TestClient(create_app(library))
+    with open(a, "rb") as handle:
+        page_query = client.post("/api/query", params={"k": 13}, files={"file": (a.name, handle)}).json()
+    page_hit = next(hit for hit in page_query["results"] if hit["path"] == str(b))
+    with open(a, "rb") as handle:
+        page_compare = client.post("/api/compare", params={"recording_id": page_hit["recording_id"]},
+                                   files={"file": (a.name, handle)}).json()
+    assert page_hit["score"] == pytest.approx(page_compare["score"], abs=0.01)
+    assert page_hit["score"] == pytest.approx(hit["score"], abs=0.01)  # an upload of a scores as a does
+    assert (page_hit["start_s"], page_hit["end_s"]) == pytest.approx((page_compare["b_start_s"], page_compare["b_end_s"]),
+                                                                     abs=0.01)
