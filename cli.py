@@ -918,12 +918,15 @@ def cluster(
     db: Optional[str] = DbOption,
     k: str = typer.Option("auto", "--k", help="Number of clusters, or 'auto' (best silhouette on a sample)."),
     seed: int = typer.Option(0, "--seed", help="Seed of k-means and of the silhouette sample."),
+    members: bool = typer.Option(False, "--members", help="Also list each recording with its cluster."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write each recording's cluster to this CSV "
+                                            "(cluster,recording_id,path,label)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Group the recordings with k-means and store the groups (re-running replaces them).
 
     Each cluster with its size, most central recording and majority label; NMI/ARI against the labels.
-    Example: soundalike cluster --k auto
+    Example: soundalike cluster --k auto --members --csv clusters.csv
     """
     from retrieval.clustering import parse_k
 
@@ -931,8 +934,18 @@ def cluster(
         lib = open_library(library, db)
         result = lib.cluster(parse_k(k), seed=seed)
         print_notices(lib)
+        listed = lib.cluster_members() if members or csv_path else []
+        if csv_path:
+            with open(csv_path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["cluster", "recording_id", "path", "label"])
+                writer.writerows([number, row.id, row.path, row.label or ""] for number, row in listed)
         if as_json:
-            typer.echo(json.dumps(result.to_dict()))
+            data = result.to_dict()
+            if members:
+                data["members"] = [{"cluster": number, "recording_id": row.id, "path": row.path, "label": row.label}
+                                   for number, row in listed]
+            typer.echo(json.dumps(data))
             return
         typer.echo(f"k = {result.k} ({result.criterion}), {plural(result.recordings, 'recording')}, "
                    f"encoder {result.encoder}")
@@ -940,6 +953,11 @@ def cluster(
         for item in result.clusters:
             purity = f"{item.purity:.3f}" if item.purity is not None else "-"
             typer.echo(f"{item.cluster:>7} {item.size:>6} {purity:>6}  {shown(item.majority_label or '-'):<16} {shown(item.medoid_path)}")
+        if members:
+            for number, row in listed:
+                typer.echo(f"{number:>7}  {shown(row.label or '-'):<16} {shown(row.path)}")
+        if csv_path:
+            typer.echo(f"wrote the clusters of {plural(len(listed), 'recording')} to {shown(csv_path)}")
         if result.nmi is None:
             typer.echo("no labels: index with --label-from parent to measure agreement (NMI, ARI, purity)")
         else:

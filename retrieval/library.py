@@ -394,6 +394,12 @@ class Library:
         """recording id -> cluster, from the stored latest clustering (of the given recordings, or all)."""
         return self.store.cluster_assignments(recording_ids)
 
+    def cluster_members(self) -> list[tuple[int, "RecordingRow"]]:
+        """(cluster, recording) of every recording in the stored latest clustering, by cluster then path."""
+        assignments = self.store.cluster_assignments()
+        rows = self.store.recordings(list(assignments))
+        return sorted(((assignments[row.id], row) for row in rows), key=lambda item: (item[0], item[1].path))
+
     def stored_clustering(self) -> clustering.Clustering | None:
         """The latest clustering's summary as computed, without recomputing it (None if never clustered)."""
         return clustering.stored_clustering(self.store)

@@ -98,6 +98,24 @@ def test_cluster_auto_json_says_how_k_was_chosen_and_is_stored(library):
     assert len(Library.open(library).cluster_assignments()) == 8
 
 
+def test_cluster_members_lists_every_recording_with_its_cluster_and_writes_a_csv(library, tmp_path):
+    import csv
+
+    out = tmp_path / "clusters.csv"
+    code, output = run("cluster", "--library", library, "--k", "2", "--members", "--csv", out)
+    assert code == 0, output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 8 and {row["cluster"] for row in rows} == {"0", "1"}
+    by_cluster = {}
+    for row in rows:
+        by_cluster.setdefault(row["cluster"], set()).add(row["label"])
+        assert Path(row["path"]).name in output  # the table lists each member too
+    assert sorted(len(labels) for labels in by_cluster.values()) == [1, 1]  # each cluster is one family
+    code, output = run("cluster", "--library", library, "--k", "2", "--members", "--json")
+    members = json.loads(output)["members"]
+    assert len(members) == 8 and {m["recording_id"] for m in members} == {int(row["recording_id"]) for row in rows}
+
+
 @pytest.mark.parametrize("k, message", [("many", "whole number or 'auto'"), ("0", "at least 1"),
                                         ("9", "more than the 8 recordings")])
 def test_cluster_bad_k_is_a_usage_error(library, k, message):
