@@ -93,22 +93,26 @@ def calibrate(store: Store, encoder_id: int, references: StoredWindows, hop_s: f
             if len(take):
                 add(label, search.place_on_recordings(take, references, hop_s, noise))
     thresholds = {label: label_threshold(np.array(distances[label], dtype=np.float64), np.array(right[label], bool),
-                                         unrelated_distance) if any(right[label]) else default for label in labels}
+                                         unrelated_distance, default) if any(right[label]) else default
+                  for label in labels}
     return Calibration(thresholds, default)
 
 
-def label_threshold(distances: np.ndarray, right: np.ndarray, unrelated_distance: float) -> float:
+def label_threshold(distances: np.ndarray, right: np.ndarray, unrelated_distance: float,
+                    without_wrong: float = 0.0) -> float:
     """The distance below which a take matches a label's reference, from right (`right`) and wrong matches.
 
     Wrong matches come first: the cut lies midway between the closest wrong one and the farthest right one
     closer than it (half the closest wrong one when no right one is closer); with no wrong ones, 1.25 x the
-    farthest right one. Never above the unrelated distance (score 0)."""
+    farthest right one or `without_wrong` (the reference pairs' threshold), whichever is larger: references
+    that are near-copies of one another must not shut out a take recorded elsewhere. Never above the
+    unrelated distance (score 0)."""
     good, bad = distances[right], distances[~right]
     if len(bad):
         closer = good[good < bad.min()]
         threshold = (closer.max() + bad.min()) / 2 if len(closer) else bad.min() / 2
     else:
-        threshold = good.max() * 1.25
+        threshold = max(good.max() * 1.25, without_wrong)
     return float(min(max(threshold, 1e-3), unrelated_distance))
 
 
