@@ -142,9 +142,12 @@ def hub_corrected(similarity: float, typical_a: float, typical_b: float, library
 
     CSLS (2 cos - r_a - r_b) taken relative to the library, so that only hubs (clips close to everything, as
     recordings mostly of background noise are) lose: a clip of ordinary typicality keeps its similarity.
+    The correction fades as the pair nears identity (full at the library's typical similarity, none at 1): a
+    copy is not a hub's chance closeness, and identical audio keeps its score of 100.
     """
     excess = max(typical_a - library_typical, 0.0) + max(typical_b - library_typical, 0.0)
-    return similarity - excess / 2
+    fade = min(1.0, max(1.0 - similarity, 0.0) / max(1.0 - library_typical, 1e-6))
+    return similarity - fade * excess / 2
 
 
 def vote(similarities: np.ndarray, neighbour_ids: np.ndarray, positions: WindowPositions, limit: int) -> Candidates:

@@ -185,7 +185,9 @@ def test_a_window_is_typical_by_its_nearest_other_recordings_each_counted_once()
     recordings = np.array([[3, 3, 4, 5], [1, 2, 3, -1]])  # row 0: recording 3 twice; row 1: its own is 1
     typical = search.typical_similarity(similarities, recordings, own_recording=np.array([9, 1]), k=2)
     assert typical == pytest.approx([(0.99 + 0.97) / 2, (0.8 + 0.7) / 2])
-    assert search.hub_corrected(0.9, 0.5, 0.8, library_typical=0.6) == pytest.approx(0.9 - 0.1)
+    assert search.hub_corrected(0.6, 0.5, 0.8, library_typical=0.6) == pytest.approx(0.6 - 0.1)
+    assert search.hub_corrected(0.8, 0.5, 0.8, library_typical=0.6) == pytest.approx(0.8 - 0.05)  # half-way to 1
+    assert search.hub_corrected(1.0, 0.9, 0.9, library_typical=0.6) == 1.0  # identical audio is never corrected
     assert search.hub_corrected(0.9, 0.5, 0.55, library_typical=0.6) == 0.9
 
 
