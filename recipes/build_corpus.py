@@ -345,7 +345,7 @@ def decode(path: Path) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
-def package_files(packages: dict[str, str], suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> dict[str, tuple[str, Path]]:
+def package_files(packages: dict[str, str]) -> dict[str, tuple[str, Path]]:
     """{content hash: (prefix, path)} of the audio files of installed `packages`, each content once."""
     files = {}
     for package, prefix in packages.items():
@@ -353,7 +353,7 @@ def package_files(packages: dict[str, str], suffixes: tuple[str, ...] = AUDIO_SU
         if listing.returncode:
             print(f"{package} not installed, skipped")
         for path in sorted(Path(p) for p in listing.stdout.splitlines()):
-            if (path.suffix.lower() in suffixes and path.is_file()
+            if (path.suffix.lower() in AUDIO_SUFFIXES and path.is_file()
                     and not any(word in str(path).lower() for word in RESERVED)):
                 files.setdefault(hashlib.sha1(path.read_bytes()).hexdigest(), (prefix, path))
     return files
@@ -364,12 +364,9 @@ def effects(rng: np.random.Generator, split: str, budget_s: float) -> Iterator[l
     labelled by its stem; other labels drop trailing digits, so `plop` and `plop2` are one label.
     Packages repeat files under other names (freedesktop's links): each content is read once, and
     its hash, not its path, picks the split."""
-    if split == "unseen":
-        files = package_files(UNSEEN_EFFECT_PACKAGES)
-        paths = [files[digest] for digest in sorted(files)]
-    else:
-        files = package_files(EFFECT_PACKAGES)
-        paths = [files[digest] for digest in sorted(files) if split_of(digest) == split]
+    unseen = split == "unseen"  # every file of the unseen packs; the others' files by split
+    files = package_files(UNSEEN_EFFECT_PACKAGES if unseen else EFFECT_PACKAGES)
+    paths = [files[digest] for digest in sorted(files) if unseen or split_of(digest) == split]
     for i in rng.permutation(len(paths)):
         prefix, path = paths[i]
         samples = attempt(decode, path)
