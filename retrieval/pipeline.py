@@ -65,7 +65,7 @@ class Windower:
             if bandpass is not None:
                 chunk = bandpass(chunk)
             if next_start is None:
-                onset = first_sound(chunk, prep) if prep.trim_silence else 0
+                onset = first_sound(chunk, prep, sample_rate=self.sample_rate) if prep.trim_silence else 0
                 if onset is None:
                     silent_head = np.concatenate([silent_head, chunk])[: self.window]
                     position += len(chunk)

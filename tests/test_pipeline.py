@@ -65,6 +65,16 @@ def test_leading_silence_is_trimmed_and_times_stay_in_file_coordinates():
     assert untrimmed[0] == 0.0
 
 
+def test_the_onset_does_not_move_with_the_gain_over_a_quiet_noise_floor():
+    rng = np.random.default_rng(0)
+    hiss = rng.normal(0, 10 ** (-58 / 20), int(1.5 * RATE)).astype(np.float32)  # just above -60 dBFS
+    samples = hiss + np.concatenate([np.zeros(int(0.4 * RATE), np.float32), tone(1.1, amplitude=0.8)])
+    loud_starts, _, loud, _ = windows_of(samples)
+    quiet_starts, _, quiet, _ = windows_of(samples * 0.3)  # the hiss sinks under the silence level
+    assert loud_starts[0] == pytest.approx(0.4, abs=0.011) and quiet_starts[0] == pytest.approx(0.4, abs=0.011)
+    np.testing.assert_allclose(quiet, loud, atol=0.3)
+
+
 def test_a_silent_file_still_gives_one_window_flagged_silent():
     starts, _, _, silent = windows_of(np.zeros(RATE * 3, np.float32))
     assert list(starts) == [0.0] and silent.all()
