@@ -50,17 +50,20 @@ def main() -> None:
     parser.add_argument("--widths", default="32,64,128,256")
     parser.add_argument("--dimension", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patience", type=int, default=6, help="stop after this many epochs without a better held-out figure")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, help="start from this checkpoint (continued pretraining) instead of random weights")
     parser.add_argument("--max-seconds-per-clip", type=float, default=10.0)
     parser.add_argument("--minutes", type=float, help="stop after the epoch that passes this much training time")
+    parser.add_argument("--snapshots", type=Path, help="also write every epoch's network to DIR/epoch-N.pt (to compare them later)")
+    parser.add_argument("--bank-cache", type=Path, help="keep the decoded clips in this .npz for the next run (made if missing)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = [str(path) for path, is_media in iter_media_files([args.corpus]) if is_media]
     labels = [f"{Path(path).parent.parent.name}/{Path(path).parent.name}" for path in paths]
     widths = tuple(int(width) for width in args.widths.split(","))
     config = TrainingConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, supervised=True, patience=6, seed=args.seed,
+                            learning_rate=args.learning_rate, supervised=True, patience=args.patience, seed=args.seed,
                             max_seconds_per_clip=args.max_seconds_per_clip,
                             time_budget_s=args.minutes * 60 if args.minutes else None)
     started = time.perf_counter()
@@ -75,8 +78,17 @@ def main() -> None:
         print(f"continuing from {args.init} (widths {start.widths}, {start.dimension}-d)", flush=True)
     else:
         start = CNNEncoder.from_network(MelCNN(args.dimension, widths), FeatureConfig(), "untrained", "0", 1.0, {})
+
+    def snapshot(network, record: dict) -> None:
+        print(record, flush=True)
+        if args.snapshots:
+            args.snapshots.mkdir(parents=True, exist_ok=True)
+            CNNEncoder.from_network(network, start.features, "cnn", f"epoch-{record['epoch']}", start.unrelated_distance,
+                                    {"epoch": record}).save(args.snapshots / f"epoch-{record['epoch']}.pt")
+
     trained, report = train(start, paths, labels, config, name="cnn", version="2" if args.init else "1", progress=progress,
-                            log=lambda line: print(line, flush=True))
+                            log=lambda line: print(line, flush=True), bank_cache=args.bank_cache,
+                            epoch_end=snapshot)
     for epoch in report.epochs:
         print(epoch)
     agreement = bfloat16_agreement(trained, paths[:200])

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy
 import math
-import multiprocessing
 import os
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,7 +28,6 @@ from .encoders.cnn import CNNEncoder
 from .encoders.networks import MelCNN
 from .errors import SoundalikeError, UsageError
 from .features import FeatureConfig, MelPower, compress
-from .ingest import die_with_parent
 from .pipeline import repeat_to
 
 CODECS = (("mp4", "aac", 32000), ("mp3", "libmp3lame", 32000), ("ogg", "libopus", 12000))
@@ -94,27 +92,33 @@ def _load_clip(path: str, sample_rate: int, window: int, max_seconds: float) -> 
 
 
 class ClipBank:
-    """Decoded training clips (and their codec copies) with the window offsets worth sampling."""
+    """Decoded training clips (and their codec copies) with the window offsets worth sampling.
+
+    `cache` (a .npz path) keeps the decoded bank between runs: a corpus of hours takes longer to decode
+    and re-encode than an hour of training, so a resumed or repeated pretraining loads it instead.
+    """
 
     def __init__(self, paths: Sequence[str], labels: Sequence[str | None], features: FeatureConfig,
-                 window: int, max_seconds: float, progress: Callable[[str], None] | None = None) -> None:
+                 window: int, max_seconds: float, progress: Callable[[str], None] | None = None,
+                 cache: Path | None = None) -> None:
         self.variants: list[list[np.ndarray]] = []
         self.labels: list[str | None] = []
         self.window = window
         rate = features.sample_rate
-        jobs = [(str(path), rate, window, max_seconds) for path in paths]
-        # Decoding and re-encoding dominate start-up: two worker processes when there is enough to do.
-        if len(jobs) >= 64:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=context, initializer=die_with_parent,
-                                     initargs=(os.getpid(),)) as pool:
-                loaded = pool.map(_load_clip, *zip(*jobs), chunksize=16)
-                self._collect(loaded, labels, progress, len(jobs))
+        # What the cache was made from: another list of clips or clip length needs a new cache.
+        self.source = f"{zlib.crc32(chr(0).join(map(str, paths)).encode()):08x}:{len(paths)}:{max_seconds}:{window}"
+        if cache is not None and Path(cache).exists():
+            self._load(Path(cache), progress)
         else:
-            self._collect((_load_clip(*job) for job in jobs), labels, progress, len(jobs))
+            jobs = [(str(path), rate, window, max_seconds) for path in paths]
+            # Decoding and re-encoding dominate start-up; PyAV releases the GIL in its codecs, so two threads
+            # do it about twice as fast (a process pool once hung at its last chunk on a 19,099-clip corpus).
+            with ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
+                self._collect(pool.map(lambda job: _load_clip(*job), jobs), labels, progress, len(jobs))
+            if cache is not None:
+                self._save(Path(cache))
         # Offsets (in samples) of windows that are not silent, on a 0.1 s grid.
         self.offsets = []
-        rate = features.sample_rate
         for copies in self.variants:
             clean = copies[0]
             starts = np.arange(0, len(clean) - window + 1, rate // 10)
@@ -127,8 +131,34 @@ class ClipBank:
             if copies is not None:
                 self.variants.append(copies)
                 self.labels.append(label)
-            if progress and (number + 1) % 200 == 0:
+            if progress and (number + 1) % 500 == 0:
                 progress(f"decoded {number + 1}/{total} clips")
+
+    def _save(self, path: Path) -> None:
+        """All copies as float16 in one array, with their lengths; written to a temporary file, then renamed."""
+        lengths = np.array([len(audio) for copies in self.variants for audio in copies], dtype=np.int64)
+        counts = np.array([len(copies) for copies in self.variants], dtype=np.int64)
+        audio = np.concatenate([audio for copies in self.variants for audio in copies]).astype(np.float16)
+        labels = np.array(["" if label is None else label for label in self.labels], dtype=str)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez(partial, audio=audio, lengths=lengths, counts=counts, labels=labels, labelled=np.array(
+            [label is not None for label in self.labels]), source=np.array(self.source))
+        os.replace(partial, path)
+
+    def _load(self, path: Path, progress) -> None:
+        with np.load(path) as saved:
+            if str(saved["source"]) != self.source:
+                raise UsageError(f"{path}: a cache of other clips or settings; delete it to decode these clips")
+            audio, lengths, counts = saved["audio"], saved["lengths"], saved["counts"]
+            labels, labelled = saved["labels"], saved["labelled"]
+        pieces = np.split(audio, np.cumsum(lengths)[:-1])
+        at = 0
+        for count, label, has_label in zip(counts, labels, labelled):
+            self.variants.append([piece.astype(np.float32) for piece in pieces[at: at + count]])
+            self.labels.append(str(label) if has_label else None)
+            at += count
+        if progress:
+            progress(f"loaded {len(self.variants)} decoded clips from {path}")
 
     def __len__(self) -> int:
         return len(self.variants)
@@ -182,7 +212,9 @@ class Trainer:
         features = compress(self.mel(waves), self.features)
         return self.spec_augment(features) if augment else features
 
-    def fit(self, bank: ClipBank, progress: Callable[[dict], None] | None = None) -> TrainingReport:
+    def fit(self, bank: ClipBank, progress: Callable[[dict], None] | None = None,
+            epoch_end: Callable[[MelCNN, dict], None] | None = None) -> TrainingReport:
+        """`epoch_end(network, record)` after each epoch's validation (a recipe's snapshots)."""
         config = self.config
         if len(bank) < 4:
             raise UsageError(f"training needs at least 4 readable clips, found {len(bank)}")
@@ -223,6 +255,8 @@ class Trainer:
             held_out = self.validate(bank, validation, training, labels)
             report.epochs.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
                                   **{f"validation_{key}": round(value, 4) for key, value in held_out.items()}})
+            if epoch_end:
+                epoch_end(self.network, report.epochs[-1])
             if self.better(held_out, best):
                 best, report.best_top1, report.best_epoch, stale = held_out, held_out["top1"], epoch, 0
                 best_state = {key: value.clone() for key, value in self.network.state_dict().items()}
@@ -317,17 +351,21 @@ class Trainer:
 
 def train(start: CNNEncoder, paths: Sequence[str], labels: Sequence[str | None], config: TrainingConfig, name: str,
           version: str, window_s: float = 1.0, progress: Callable[[dict], None] | None = None,
-          log: Callable[[str], None] | None = None) -> tuple[CNNEncoder, TrainingReport]:
+          log: Callable[[str], None] | None = None, bank_cache: Path | None = None,
+          epoch_end: Callable[[MelCNN, dict], None] | None = None) -> tuple[CNNEncoder, TrainingReport]:
     """Train a copy of `start` on the clips at `paths` (labels used when `config.supervised`).
+
+    `bank_cache`: a .npz that keeps the decoded clips for the next run (see ClipBank).
 
     Returns the trained encoder, called `name` at `version`, and the report; `start` is left as it was.
     """
     torch.manual_seed(config.seed)
     features = start.features
     network = copy.deepcopy(start.network)
-    bank = ClipBank(paths, labels, features, round(window_s * features.sample_rate), config.max_seconds_per_clip, log)
+    bank = ClipBank(paths, labels, features, round(window_s * features.sample_rate), config.max_seconds_per_clip, log,
+                    bank_cache)
     trainer = Trainer(network, features, config, window_s)
-    report = trainer.fit(bank, progress)
+    report = trainer.fit(bank, progress, epoch_end)
     sample = np.random.default_rng(0).choice(len(bank), size=min(len(bank), 400), replace=False)
     unrelated = trainer.unrelated_distance(bank, sample)
     trained = CNNEncoder.from_network(network, features, name, version, unrelated,

@@ -101,3 +101,21 @@ def test_a_tiny_training_run_produces_a_loadable_checkpoint(tmp_path):
     features = torch.randn(3, 64, 101)
     np.testing.assert_allclose(loaded.embed(features), trained.embed(features), atol=1e-6)
     assert loaded.config() == trained.config()
+
+
+def test_a_clip_bank_cache_gives_back_the_same_clips_and_refuses_other_clips(tmp_path):
+    from retrieval.errors import UsageError
+    from retrieval.training import ClipBank
+    paths = []
+    for number, hz in enumerate((300, 700, 1500)):
+        paths.append(str(tmp_path / f"{number}.wav"))
+        write_audio(paths[-1], sine(hz, 1.5), 16000)
+    cache = tmp_path / "bank.npz"
+    labels = ["low", None, "high"]
+    decoded = ClipBank(paths, labels, FeatureConfig(), 16000, 10.0, cache=cache)
+    loaded = ClipBank(paths, labels, FeatureConfig(), 16000, 10.0, cache=cache)
+    assert loaded.labels == decoded.labels == labels
+    for ours, theirs in zip(decoded.variants, loaded.variants):
+        assert len(ours) == len(theirs) and all(np.allclose(a, b, atol=1e-3) for a, b in zip(ours, theirs))
+    with pytest.raises(UsageError, match="bank.npz"):
+        ClipBank(paths[:2], labels[:2], FeatureConfig(), 16000, 10.0, cache=cache)
