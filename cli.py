@@ -367,6 +367,8 @@ def query(
                                       "and copies with the same bytes)."),
     from_s: Optional[float] = typer.Option(None, "--from", help="Query from this second of the file on."),
     to_s: Optional[float] = typer.Option(None, "--to", help="Query up to this second of the file."),
+    collapse_duplicates: bool = typer.Option(False, "--collapse-duplicates", help="Show copies of one recording "
+                                             "(same bytes, re-encoded, trimmed, gain) once, with the others 'also at'."),
     as_json: bool = JsonOption,
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the results to this CSV file."),
 ) -> None:
@@ -384,7 +386,8 @@ def query(
         lib = open_library(library, db)
 
         def query_one(path: Path):
-            result = lib.query(path, k=k, min_score=min_score, filters=filters, crop=crop)
+            result = lib.query(path, k=k, min_score=min_score, filters=filters, crop=crop,
+                               collapse_duplicates=collapse_duplicates)
             typer.echo(json.dumps(result.to_dict()) if as_json else format_query(result))
             return result
 
@@ -492,6 +495,7 @@ def format_query(result) -> str:
         if len(hit.occurrences) > 1:
             lines.append(f"{'':>24}also at " + ", ".join(f"{item.start_s:.1f}-{item.end_s:.1f} s ({item.score:.0f})"
                                                           for item in hit.occurrences[1:]))
+        lines.extend(f"{'':>24}also at {shown(copy)} (a copy)" for copy in hit.also_at)
     if not result.results:
         lines.append("  (the library is empty)")
     lines.append(format_reference(result.reference))
@@ -510,13 +514,16 @@ def write_csv(path: Path, results) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["query", "rank", "path", "recording_id", "label", "start_s", "end_s", "distance",
-                         "similarity", "score", "reference_path", "reference_score", "reference_match"])
+                         "similarity", "score", "reference_path", "reference_score", "reference_match", "occurrences",
+                         "also_at"])
         for result in results:
             ref = result.reference
             for hit in result.results:
+                places = ";".join(f"{item.start_s}-{item.end_s}@{item.query_start_s}-{item.query_end_s}:{item.score}"
+                                  for item in hit.occurrences)
                 writer.writerow([result.query, hit.rank, hit.path, hit.recording_id, hit.label or "", hit.start_s,
                                  hit.end_s, hit.distance, hit.similarity, hit.score, ref.path if ref else "",
-                                 ref.score if ref else "", ref.match if ref else ""])
+                                 ref.score if ref else "", ref.match if ref else "", places, ";".join(hit.also_at)])
 
 
 @app.command()
@@ -910,6 +917,60 @@ def compare(
                        f"(encoder {result.encoder})")
         if plot is not None:
             typer.echo(f"wrote {shown(plot)}", err=True)
+
+
+@app.command()
+def duplicates(
+    library: Path = LibraryOption,
+    db: Optional[str] = DbOption,
+    min_score: Optional[float] = typer.Option(None, "--min-score", min=0.0, max=100.0, help="Near-exact copies score "
+                                              "at least this (default 90; exact copies always count)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the groups to this CSV "
+                                            "(group,kind,score,recording_id,path)."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Groups of copies in the library: the same bytes (exact), or re-encoded, trimmed or gain-changed copies
+    (near), each group with its paths, largest first.
+
+    Example: soundalike duplicates --min-score 95 --csv copies.csv
+    """
+    with handled(library):
+        lib = open_library(library, db)
+        with count_bar(quiet, "looking for copies") as update:
+            groups = lib.duplicates(min_score, progress=update)
+        print_notices(lib)
+        if csv_path:
+            with open(csv_path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["group", "kind", "score", "recording_id", "path"])
+                writer.writerows([number, group.kind, group.score, key, path] for number, group in enumerate(groups, 1)
+                                 for key, path in zip(group.recording_ids, group.paths))
+        if as_json:
+            typer.echo(json.dumps({"groups": [group.to_dict() for group in groups]}))
+            return
+        copies = sum(len(group.recording_ids) - 1 for group in groups)
+        typer.echo(f"{plural(len(groups), 'group')} of copies; {plural(copies, 'recording')} could go")
+        for number, group in enumerate(groups, 1):
+            typer.echo(f"group {number}: {group.kind}, {len(group.recording_ids)} recordings, lowest score {group.score:.1f}")
+            for path in group.paths:
+                typer.echo(f"  {shown(path)}")
+        if csv_path:
+            typer.echo(f"wrote {plural(len(groups), 'group')} to {shown(csv_path)}")
+
+
+@contextmanager
+def count_bar(quiet: bool, what: str):
+    """A progress bar of `what` on stderr; yields a `progress(done, total)` callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
+                  console=_stderr_console()) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @app.command()

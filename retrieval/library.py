@@ -2,7 +2,7 @@
 
 `Library` is a facade: opening and its config checks live here, and each operation is one call into the
 part that owns it: `indexing.py` (planning and writing files), `library_index.py` (the FAISS index and
-the writer lock), `querying.py` (search, references, scores), `training.py`, `clustering.py`, `projection.py`,
+the writer lock), `querying.py` (search, references, scores), `duplicates.py`, `training.py`, `clustering.py`, `projection.py`,
 `classifier.py`.
 Parts that need torch (embedding, training) are imported by the methods that use them, so opening a
 library and reading its metadata loads no encoder.
@@ -24,8 +24,9 @@ from .encoding import ActiveEncoder
 from .filters import Filters
 from .errors import ConfigMismatchError, LibraryNotFoundError, SoundalikeError, UsageError
 from .library_index import INDEX_DIR, LibraryIndex
+from .duplicates import DEFAULT_MIN_SCORE as DUPLICATE_MIN_SCORE, collapse, find_duplicates
 from .querying import Querying
-from .results import (ClassifierReport, DetectionResult, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
+from .results import (ClassifierReport, DetectionResult, DuplicateGroup, Hit, IndexReport, LibraryStats, Prediction, QueryResult, RebuildReport,
                       ReferenceMatch, ScoreResult, TakeRanking)
 from .store import MarkRow, RecordingRow, Store, sqlite_url
 from .windows import Windows
@@ -42,6 +43,7 @@ LABEL_SOURCES = ("none", "parent")
 ENGINES = ("local", "ray")
 
 Progress = Callable[["EmbeddedFile | None", int], None]
+COLLAPSE_FETCH = 3  # query --collapse-duplicates fetches this many times k, to have k once copies fold
 
 
 def writes(method: Callable) -> Callable:
@@ -296,14 +298,26 @@ class Library:
     # querying (querying.py, search.py)
 
     def query(self, path: str | Path, k: int = 10, min_score: float | None = None, filters: Filters | dict | None = None,
-              crop: tuple[float | None, float | None] | None = None) -> QueryResult:
+              crop: tuple[float | None, float | None] | None = None, collapse_duplicates: bool = False) -> QueryResult:
         """The k recordings most similar to the audio file at `path`, best first, each with every place it
         matches at `min_score` or more (`Hit.occurrences`), and the file's nearest reference. `filters` (a
         `Filters` or its fields as a dict) restrict the results, still k whenever k recordings pass; `crop`
-        (from_s, to_s) queries that stretch of the file only."""
+        (from_s, to_s) queries that stretch of the file only; `collapse_duplicates` shows copies of one
+        recording once, the others in its `also_at` (duplicates.py)."""
         if isinstance(filters, dict):
             filters = Filters(**filters)
-        return self.querying.query(path, k, min_score, filters, crop)
+        if not collapse_duplicates:
+            return self.querying.query(path, k, min_score, filters, crop)
+        result = self.querying.query(path, COLLAPSE_FETCH * k, min_score, filters, crop)
+        result.results = collapse(self.store, self.querying, result.results, k)
+        return result
+
+    def duplicates(self, min_score: float | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[DuplicateGroup]:
+        """Groups of exact copies (same bytes) and near-exact ones (re-encoded, trimmed, gain) scoring
+        `min_score` (duplicates.DEFAULT_MIN_SCORE when None) or more, largest first."""
+        return find_duplicates(self.store, self.querying, DUPLICATE_MIN_SCORE if min_score is None else min_score,
+                               progress)
 
     def detect(self, paths: Iterable[str | Path], min_score: float | None = None) -> list[DetectionResult]:
         """Every place in each (long) audio file where a library recording occurs at `min_score` or more."""

@@ -33,6 +33,7 @@ class Hit:
     similarity: float
     score: float
     occurrences: list[Occurrence] = field(default_factory=list)
+    also_at: list[str] = field(default_factory=list)  # copies folded into this hit (query --collapse-duplicates)
 
 
 @dataclass

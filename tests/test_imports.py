@@ -79,7 +79,7 @@ LAYERS = [
     {"retrieval.encoding", "retrieval.library_index", "retrieval.indexing", "retrieval.distributed",
      "retrieval.clustering", "retrieval.classifier", "retrieval.marks", "retrieval.references", "retrieval.projection",
      "retrieval.map_render"},
-    {"retrieval.querying"},
+    {"retrieval.querying", "retrieval.duplicates"},
     {"retrieval.library"},
     {"retrieval", "retrieval.comparison", "retrieval.evaluation", "retrieval.web"},
     {"cli"},
