@@ -31,6 +31,7 @@ from .features import FeatureConfig, MelPower, compress
 from .pipeline import repeat_to
 
 CODECS = (("mp4", "aac", 32000), ("mp3", "libmp3lame", 32000), ("ogg", "libopus", 12000))
+MINED_NEIGHBOURS = 3  # a mined positive is among each other's this many nearest clips
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class TrainingConfig:
     # adapting to a library's sound undoes less of what "alike" meant: label mAP@10 on the benchmark went
     # 0.560 -> 0.518 without it, 0.526 with it (robustness rose either way; benchmarks/README.md).
     anchor_weight: float = 1.0
+    # Self-supervised: the share of pairs whose second view is cut from a mined neighbour of the clip (a mutual
+    # nearest neighbour under the starting encoder, among MINED_NEIGHBOURS) instead of from the clip itself, so
+    # the library's own "same kind" pairs are pulled together, not only copies of one clip.
+    neighbour_positives: float = 0.0
     seed: int = 0
     time_budget_s: float | None = None  # stop after the epoch that passes this much training time
 
@@ -163,16 +168,23 @@ class ClipBank:
     def __len__(self) -> int:
         return len(self.variants)
 
-    def views(self, clip_ids: np.ndarray, rng: np.random.Generator, shift: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two views (batch, window) of one random window of each clip: shifted, from random codec copies."""
+    def views(self, clip_ids: np.ndarray, rng: np.random.Generator, shift: int,
+              partners: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Two views (batch, window) of one random window of each clip: shifted, from random codec copies.
+        With `partners` (a clip id per item), the second view is a random window of the partner instead."""
         first, second = [], []
-        for clip in clip_ids:
+        for number, clip in enumerate(clip_ids):
             copies, offsets = self.variants[clip], self.offsets[clip]
             start = int(rng.choice(offsets))
-            for views in (first, second):
-                audio = copies[rng.integers(len(copies))]
-                at = int(np.clip(start + rng.integers(-shift, shift + 1), 0, len(audio) - self.window))
-                views.append(audio[at: at + self.window])
+            audio = copies[rng.integers(len(copies))]
+            at = int(np.clip(start + rng.integers(-shift, shift + 1), 0, len(audio) - self.window))
+            first.append(audio[at: at + self.window])
+            partner = clip if partners is None else int(partners[number])
+            if partner != clip:
+                copies, start = self.variants[partner], int(rng.choice(self.offsets[partner]))
+            audio = copies[rng.integers(len(copies))]
+            at = int(np.clip(start + rng.integers(-shift, shift + 1), 0, len(audio) - self.window))
+            second.append(audio[at: at + self.window])
         return np.stack(first), np.stack(second)
 
 
@@ -232,12 +244,13 @@ class Trainer:
         report.best_top1 = best["top1"]
         stale = 0
         shift = round(config.shift_s * self.features.sample_rate)
+        mined = self.mine(bank, training) if config.neighbour_positives > 0 and not config.supervised else {}
         for epoch in range(1, config.epochs + 1):
             self.network.train()
             losses = []
             for step in range(config.steps_per_epoch):
                 clips = self.rng.choice(training, size=min(config.batch_size, len(training)), replace=False)
-                first, second = bank.views(clips, self.rng, shift)
+                first, second = bank.views(clips, self.rng, shift, self.partners(clips, mined) if mined else None)
                 views = torch.cat([self.featurize(first, True), self.featurize(second, True)])
                 embeddings = torch.nn.functional.normalize(self.network(views), dim=1)
                 loss = self.loss(embeddings, torch.from_numpy(clips), labels[clips])
@@ -270,6 +283,31 @@ class Trainer:
         self.network.eval()
         report.elapsed_s = round(time.perf_counter() - started, 1)
         return report
+
+    def mine(self, bank: ClipBank, clips: np.ndarray) -> dict[int, np.ndarray]:
+        """Mutual nearest neighbours among `clips` under the current network: clip -> its mined partners.
+
+        Each clip is the mean of three clean windows; two clips are partners when each is among the other's
+        MINED_NEIGHBOURS nearest."""
+        rng = np.random.default_rng(4321)
+        vectors = sum(self.embed(bank.views(clips, rng, 0)[0], augment=False) for _ in range(3))
+        vectors = torch.nn.functional.normalize(vectors, dim=1)
+        similarity = vectors @ vectors.T
+        similarity.fill_diagonal_(-2.0)
+        nearest = torch.topk(similarity, min(MINED_NEIGHBOURS, len(clips) - 1), dim=1).indices.numpy()
+        near = np.zeros((len(clips), len(clips)), dtype=bool)
+        near[np.repeat(np.arange(len(clips)), nearest.shape[1]), nearest.ravel()] = True
+        mutual = near & near.T
+        return {int(clips[row]): clips[np.flatnonzero(mutual[row])] for row in range(len(clips)) if mutual[row].any()}
+
+    def partners(self, clips: np.ndarray, mined: dict[int, np.ndarray]) -> np.ndarray:
+        """For each clip, with probability neighbour_positives, a random one of its mined partners; else itself."""
+        chosen = clips.copy()
+        for number, clip in enumerate(clips):
+            found = mined.get(int(clip))
+            if found is not None and self.rng.random() < self.config.neighbour_positives:
+                chosen[number] = self.rng.choice(found)
+        return chosen
 
     @torch.no_grad()
     def embed(self, audio: np.ndarray, augment: bool) -> torch.Tensor:

@@ -119,3 +119,27 @@ def test_a_clip_bank_cache_gives_back_the_same_clips_and_refuses_other_clips(tmp
         assert len(ours) == len(theirs) and all(np.allclose(a, b, atol=1e-3) for a, b in zip(ours, theirs))
     with pytest.raises(UsageError, match="bank.npz"):
         ClipBank(paths[:2], labels[:2], FeatureConfig(), 16000, 10.0, cache=cache)
+
+
+def test_mined_positives_pair_clips_of_one_kind_under_the_shipped_encoder(tmp_path):
+    import copy
+    from retrieval.encoders import load_encoder
+    from retrieval.training import ClipBank, Trainer
+    kinds = {"tone": lambda n: sine(400 + 40 * n, 1.2), "hiss": lambda n: noise(1.2, amplitude=0.2, seed=n),
+             "sweep": lambda n: chirp(300 + 50 * n, 4000, 1.2),
+             "beeps": lambda n: sine(1500 + 60 * n, 1.2) * (np.arange(19200) // 1600 % 2).astype(np.float32)}
+    paths, labels = [], []
+    for kind, make in kinds.items():
+        for number in range(4):  # more than MINED_NEIGHBOURS of each kind
+            paths.append(str(tmp_path / f"{kind}{number}.wav"))
+            write_audio(paths[-1], make(number), 16000)
+            labels.append(kind)
+    shipped = load_encoder("cnn")
+    bank = ClipBank(paths, labels, shipped.features, 16000, 10.0)
+    trainer = Trainer(copy.deepcopy(shipped.network), shipped.features, TrainingConfig(neighbour_positives=0.5))
+    mined = trainer.mine(bank, np.arange(len(paths)))
+    pairs = [(clip, int(partner)) for clip, partners in mined.items() for partner in partners]
+    assert len(pairs) >= 12 and all(labels[a] == labels[b] for a, b in pairs)
+    assert all(clip in mined[partner] for clip, partner in pairs)  # mutual
+    partners = trainer.partners(np.arange(len(paths)), mined)
+    assert all(labels[a] == labels[b] for a, b in zip(range(len(paths)), partners))
