@@ -766,37 +766,64 @@ def train(
 ) -> None:
     """Fine-tune the CNN encoder on the library's own audio, then re-embed and rebuild the index with it.
 
-    Self-supervised by default: two degraded views of one window are positives. Example: soundalike train --epochs 5
+    Self-supervised by default: two degraded views of one window are positives. With labels, evaluate's
+    figures (mAP@10, P@1) are printed before and after. Example: soundalike train --epochs 5
     """
     with handled(library):
         lib = open_library(library, db)
+        labelled = len([label for label in lib.stats().labels if label]) >= 2
+        before = label_figures(lib) if labelled else None
         with loss_bar(quiet) as progress, progress_bar(quiet, "re-embedding") as reembed_progress:
             report, reembedded = lib.train(epochs=epochs, supervised=supervised, progress=progress,
                                            reembed_progress=reembed_progress)
+        after = label_figures(lib) if labelled else None
         if as_json:
-            typer.echo(json.dumps(dict(report.to_dict(), encoder=lib.encoder.name, reembedded=reembedded.to_dict())))
+            typer.echo(json.dumps(dict(report.to_dict(), encoder=lib.encoder.name, reembedded=reembedded.to_dict(),
+                                       **({"evaluation": {"before": before, "after": after}} if labelled else {}))))
             return
         for epoch in report.epochs:
             typer.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.3f}, held-out loss {epoch['validation_loss']:.3f}, "
                        f"top-1 {epoch['validation_top1']:.3f}")
         typer.echo(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}); library now uses "
                    f"{lib.encoder.name}; re-embedded {plural(reembedded.added, 'recording')} in {reembedded.elapsed_s:.1f} s")
+        if labelled:
+            typer.echo(f"labels: mAP@10 {before['map_at_10']:.3f} -> {after['map_at_10']:.3f}, "
+                       f"P@1 {before['precision_at_1']:.3f} -> {after['precision_at_1']:.3f} (soundalike evaluate)")
+
+
+def label_figures(lib) -> dict:
+    """Overall leave-one-out mAP@10 and P@1 over the labelled recordings (evaluate without robustness)."""
+    from retrieval.evaluation import evaluate as run_evaluation
+
+    overall = run_evaluation(lib, robustness_clips=0).overall
+    return {"map_at_10": overall.map_at_10, "precision_at_1": overall.precision_at_1}
 
 
 @contextmanager
 def loss_bar(quiet: bool):
-    """A progress bar of training steps with the running loss; yields the trainer's callback."""
+    """Training progress on stderr: one line per epoch that stays (loss, held-out figures, time), under it a
+    transient bar of the epoch's steps with the running loss and the time left; yields the trainer's callback."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn
 
     with Progress(TextColumn("training epoch {task.fields[epoch]}"), BarColumn(), TextColumn("loss {task.fields[loss]}"),
-                  TimeElapsedColumn(), transient=True, console=_stderr_console()) as bar:
-        task = bar.add_task("training", total=None, epoch=1, loss="-")
+                  TextColumn("{task.fields[left]}"), transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("training", total=None, epoch="1", loss="-", left="")
 
         def update(state: dict) -> None:
-            bar.update(task, advance=1, epoch=state["epoch"], loss=f"{state['loss']:.3f}")
+            done = (state["epoch"] - 1) * state["steps"] + state["step"]
+            left_s = state["elapsed_s"] / max(done, 1) * (state["epochs"] * state["steps"] - done)
+            if "record" in state:
+                record = state["record"]
+                held_out = ", ".join(f"{key.removeprefix('validation_')} {value:.3f}" for key, value in record.items()
+                                     if key.startswith("validation_"))
+                bar.console.print(f"epoch {state['epoch']} of {state['epochs']}: loss {record['loss']:.3f}, held-out "
+                                  f"{held_out} ({state['elapsed_s']:.0f} s, at most {left_s / 60:.1f} min left)")
+                return
+            bar.update(task, completed=state["step"], total=state["steps"], epoch=f"{state['epoch']} of {state['epochs']}",
+                       loss=f"{state['loss']:.3f}", left=f"at most {left_s / 60:.1f} min left")
 
         yield update
 

@@ -70,7 +70,7 @@ def main() -> None:
     print(f"{len(paths)} clips, {len(set(labels))} labels; network widths {widths}, {args.dimension}-d", flush=True)
 
     def progress(state: dict) -> None:
-        if state["step"] == config.steps_per_epoch:
+        if state["step"] == config.steps_per_epoch and "record" not in state:
             print(f"epoch {state['epoch']}: loss {state['loss']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     if args.init:

@@ -226,7 +226,9 @@ class Trainer:
 
     def fit(self, bank: ClipBank, progress: Callable[[dict], None] | None = None,
             epoch_end: Callable[[MelCNN, dict], None] | None = None) -> TrainingReport:
-        """`epoch_end(network, record)` after each epoch's validation (a recipe's snapshots)."""
+        """Train; `progress(state)` after every step ({"epoch", "epochs", "step", "steps", "loss", "elapsed_s"}) and
+        after each epoch's validation (the same with "record": that epoch's report entry); `epoch_end(network,
+        record)` then too (a recipe's snapshots)."""
         config = self.config
         if len(bank) < 4:
             raise UsageError(f"training needs at least 4 readable clips, found {len(bank)}")
@@ -263,11 +265,15 @@ class Trainer:
                 optimizer.step()
                 scheduler.step()
                 losses.append(loss.item())
+                state = {"epoch": epoch, "epochs": config.epochs, "step": step + 1, "steps": config.steps_per_epoch,
+                         "loss": float(np.mean(losses[-10:])), "elapsed_s": time.perf_counter() - started}
                 if progress:
-                    progress({"epoch": epoch, "step": step + 1, "loss": float(np.mean(losses[-10:]))})
+                    progress(state)
             held_out = self.validate(bank, validation, training, labels)
             report.epochs.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
                                   **{f"validation_{key}": round(value, 4) for key, value in held_out.items()}})
+            if progress:
+                progress({**state, "elapsed_s": time.perf_counter() - started, "record": report.epochs[-1]})
             if epoch_end:
                 epoch_end(self.network, report.epochs[-1])
             if self.better(held_out, best):
@@ -283,6 +289,33 @@ class Trainer:
         self.network.eval()
         report.elapsed_s = round(time.perf_counter() - started, 1)
         return report
+
+    def other_moment_top1(self, bank: ClipBank, clips: np.ndarray) -> tuple[float, int]:
+        """(top-1, clips measured): how often a window of a clip finds a later, non-overlapping window of the same
+        clip among such windows of every clip long enough to have two: "same source, other audio", the
+        label-free neighbour of label retrieval. Windows are the loudest on each side of the clip's middle."""
+        firsts, seconds = [], []
+        for clip in clips:
+            clean, window = bank.variants[clip][0], bank.window
+            if len(clean) < 2 * window:
+                continue
+            starts = np.arange(0, len(clean) - window + 1, window // 4)
+            rms = np.array([np.mean(clean[at: at + window] ** 2) for at in starts])
+            middle = (len(clean) - window) / 2
+            early, late = starts <= middle - window / 2, starts >= middle + window / 2
+            if not early.any() or not late.any():
+                continue
+            first = starts[early][np.argmax(rms[early])]
+            second = starts[late][np.argmax(rms[late])]
+            if second - first < window:
+                continue
+            firsts.append(clean[first: first + window])
+            seconds.append(clean[second: second + window])
+        if len(firsts) < 2:
+            return float("nan"), len(firsts)
+        query, gallery = self.embed(np.stack(firsts), False), self.embed(np.stack(seconds), False)
+        found = torch.argmax(query @ gallery.T, dim=1)
+        return float((found == torch.arange(len(firsts))).float().mean()), len(firsts)
 
     def mine(self, bank: ClipBank, clips: np.ndarray) -> dict[int, np.ndarray]:
         """Mutual nearest neighbours among `clips` under the current network: clip -> its mined partners.

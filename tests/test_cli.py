@@ -276,6 +276,8 @@ def test_train_switches_the_library_to_the_trained_encoder(labelled_library, tmp
     code, output = run("train", "--library", labelled_library, "--epochs", "1", "--json", "--quiet")
     report = json.loads(output)
     assert code == 0 and report["encoder"] == "cnn-trained-1" and report["reembedded"]["added"] == 12
+    figures = report["evaluation"]  # a labelled library: evaluate's figures before and after
+    assert all(0 <= figures[when][key] <= 1 for when in ("before", "after") for key in ("map_at_10", "precision_at_1"))
     listed = json.loads(run("encoders", "--library", labelled_library, "--json")[1])
     assert [item["name"] for item in listed if item["active"]] == ["cnn-trained-1"]
     assert (labelled_library / "encoders" / "cnn-trained-1.pt").exists()
