@@ -19,18 +19,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import DecodeError, UsageError
+from ..filters import Filters
 from ..library import Library
-from ..results import LibraryStats, QueryResult, ScoreResult
+from ..results import LibraryStats, QueryResult, ScoreResult, TakeRanking
 from ..store import MarkRow, RecordingRow
 from .playable import PlayableCache, browser_plays
-from .responses import (ERRORS, UPLOAD_BODY, Health, MarkItem, MarkRequest, NotFound, RecordingItem, RecordingPage,
-                        UnreadableRecording, add_error_handlers, error_response)
+from .responses import (ERRORS, UPLOAD_BODY, Duplicates, Health, MarkItem, MarkRequest, NotFound, RecordingItem,
+                        RecordingPage, UnreadableRecording, add_error_handlers, error_response)
 from .uploads import Upload, UploadError, received_upload
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 100 << 20
 MAX_K = 200
 MAX_PAGE = 500
+MAX_LABEL = 256  # as marks take
+MAX_SECONDS = 1e7  # durations and crop times: a bound, so that no infinity reaches SQL or the crop
 # Ids and offsets are SQL integers: larger numbers are refused here (422), not by the database (500).
 MAX_INTEGER = 2**63 - 1
 RecordingId = Annotated[int, PathParameter(ge=1, le=MAX_INTEGER, description="A recording id.")]
@@ -106,10 +109,40 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
     @app.post("/api/query", response_model=QueryResult, responses=ERRORS, tags=["search"],
               openapi_extra={"requestBody": UPLOAD_BODY})
     async def query(request: Request, k: int = Query(10, ge=1, le=MAX_K, description="How many recordings."),
-                    filename: Optional[str] = Query(None, description="The file name of a raw-body upload.")) -> QueryResult:
-        """The k recordings most similar to the uploaded audio: one line of `soundalike query --json`."""
+                    filename: Optional[str] = Query(None, description="The file name of a raw-body upload."),
+                    label: Optional[str] = Query(None, min_length=1, max_length=MAX_LABEL,
+                                                 description="Only recordings with this label."),
+                    path: Optional[str] = Query(None, min_length=1, max_length=500, description=(
+                        "Only recordings whose path matches this glob (e.g. '*/drums/*'; without a leading / or *, "
+                        "it matches the end).")),
+                    min_duration: Optional[float] = Query(None, ge=0, le=MAX_SECONDS,
+                                                          description="Only recordings this many seconds long or longer."),
+                    max_duration: Optional[float] = Query(None, ge=0, le=MAX_SECONDS,
+                                                          description="Only recordings this many seconds long or shorter."),
+                    references_only: bool = Query(False, description="Only reference recordings."),
+                    exclude_self: bool = Query(False, description=(
+                        "Leave out the upload itself: every recording with the same bytes (the upload is a "
+                        "temporary file, so no recording is at its path).")),
+                    from_s: Optional[float] = Query(None, ge=0, le=MAX_SECONDS,
+                                                    description="Query the upload from this second on."),
+                    to_s: Optional[float] = Query(None, gt=0, le=MAX_SECONDS,
+                                                  description="Query the upload up to this second."),
+                    collapse_duplicates: bool = Query(False, description=(
+                        "Show copies of one recording (same bytes, re-encoded, trimmed, gain) once, the others in "
+                        "its also_at."))) -> QueryResult:
+        """The k recordings most similar to the uploaded audio: one line of `soundalike query --json`, with its
+        filters (still k results whenever k recordings pass them), crop and collapsed copies."""
+        filters = Filters(label=label, path=path, min_duration_s=min_duration, max_duration_s=max_duration,
+                          references_only=references_only, exclude_self=exclude_self)
+        crop = None if from_s is None and to_s is None else (from_s, to_s)
+
         def work(upload: Upload) -> QueryResult:
-            return replace(library.query(upload.path, k=k), query=upload.name)
+            try:
+                result = library.query(upload.path, k=k, filters=filters, crop=crop,
+                                       collapse_duplicates=collapse_duplicates)
+            except UsageError as error:  # a crop past the end names the file: the upload's name, not its temp path
+                raise UsageError(error.reason.replace(str(upload.path), upload.name)) from None
+            return replace(result, query=upload.name)
         return await with_upload(request, filename, work)
 
     @app.post("/api/score", response_model=ScoreResult, responses=ERRORS, tags=["search"],
@@ -119,6 +152,25 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
         def work(upload: Upload) -> ScoreResult:
             return replace(library.score([upload.path])[0], take=upload.name)
         return await with_upload(request, filename, work)
+
+    @app.get("/api/ranking", response_model=TakeRanking, responses=ERRORS, tags=["search"])
+    async def ranking(reference: Optional[int] = Query(None, ge=1, le=MAX_INTEGER, description=(
+                          "Rank against this recording (its id).")),
+                      label: Optional[str] = Query(None, min_length=1, max_length=MAX_LABEL, description=(
+                          "Rank against the nearest of this label's references."))) -> TakeRanking:
+        """Every take of the library ranked against one reference or one label's, best first, each marked match or
+        not: `soundalike score --reference ID --json` or `--label L --json`. Give exactly one of the two."""
+        if (reference is None) == (label is None):
+            raise UsageError("give exactly one of reference=ID and label=L")
+        if reference is not None:
+            await shared.read(_indexed_row, library, reference)
+        return await shared.run(library.rank_takes, reference=reference, label=label)
+
+    @app.get("/api/duplicates", response_model=Duplicates, responses=ERRORS, tags=["explore"])
+    async def duplicates(min_score: Optional[float] = Query(None, ge=0, le=100, description=(
+            "Near-exact copies score at least this (default 90; exact copies always count)."))) -> Duplicates:
+        """Groups of copies in the library, largest first: `soundalike duplicates --json`."""
+        return Duplicates(groups=await shared.run(library.duplicates, min_score))
 
     @app.get("/api/recordings", response_model=RecordingPage, responses=ERRORS, tags=["library"])
     async def recordings(offset: int = Query(0, ge=0, le=MAX_INTEGER), limit: int = Query(50, ge=1, le=MAX_PAGE),
@@ -132,6 +184,23 @@ def create_app(library: Library, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
         """One recording."""
         row = await shared.read(_recording_row, library, recording_id)
         return _item(row, await shared.read(library.cluster_assignments, [recording_id]))
+
+    async def set_reference(recording_id: int, reference: bool) -> RecordingItem:
+        await shared.read(_indexed_row, library, recording_id)
+        row, = await shared.run(library.mark_references, [recording_id], reference=reference)
+        return _item(row, await shared.read(library.cluster_assignments, [recording_id]))
+
+    @app.post("/api/recordings/{recording_id}/reference", response_model=RecordingItem, responses=ERRORS,
+              tags=["library"])
+    async def mark_reference(recording_id: RecordingId) -> RecordingItem:
+        """Mark a recording as a reference (`soundalike references add ID`); thresholds are calibrated again."""
+        return await set_reference(recording_id, True)
+
+    @app.delete("/api/recordings/{recording_id}/reference", response_model=RecordingItem, responses=ERRORS,
+                tags=["library"])
+    async def unmark_reference(recording_id: RecordingId) -> RecordingItem:
+        """Un-mark a reference: the recording stays in the library as a take (`soundalike references remove ID`)."""
+        return await set_reference(recording_id, False)
 
     @app.get("/api/recordings/{recording_id}/audio", responses={**ERRORS, 200: {"content": {"audio/*": {}}}},
              response_class=FileResponse, tags=["library"])
@@ -271,6 +340,14 @@ def _recording_row(library: Library, recording_id: int) -> RecordingRow:
     return row
 
 
+def _indexed_row(library: Library, recording_id: int) -> RecordingRow:
+    """A recording that was indexed: 404 when unknown, 400 when it failed (it has no vectors)."""
+    row = _recording_row(library, recording_id)
+    if row.status != "indexed":
+        raise UsageError(f"recording {recording_id} could not be indexed: {row.error}")
+    return row
+
+
 def _recording_page(library: Library, offset: int, limit: int, text: str | None) -> RecordingPage:
     total, rows = library.recording_page(offset, limit, text)
     clusters = library.cluster_assignments([row.id for row in rows])
@@ -323,9 +400,7 @@ def _stored_comparison(library: Library, recording_id: int, other_id: int) -> An
 
 def _playable_path(library: Library, recording_id: int) -> Path:
     """The file of an indexed recording, by id: 404 when unknown or gone."""
-    row = _recording_row(library, recording_id)
-    if row.status != "indexed":
-        raise UsageError(f"recording {recording_id} could not be indexed: {row.error}")
+    row = _indexed_row(library, recording_id)
     if not Path(row.path).is_file():
         raise NotFound(f"the file of recording {recording_id} is no longer on disk")
     return Path(row.path)

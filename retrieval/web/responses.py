@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import SoundalikeError, UsageError
 from ..errors import MissingExtraError
+from ..results import DuplicateGroup
 from .uploads import UploadError
 
 UPLOAD_BODY = {  # the OpenAPI description of an upload (read by `received_upload`, not by FastAPI)
@@ -73,6 +74,12 @@ class MarkItem(BaseModel):
     label: str
     verdict: Literal["right", "wrong"]
     marked_at: str
+
+
+class Duplicates(BaseModel):
+    """The library's groups of copies, largest first, as `soundalike duplicates --json` prints them."""
+
+    groups: list[DuplicateGroup]
 
 
 ERRORS = {status: {"model": ErrorBody} for status in (400, 404, 413, 415, 422)}

@@ -116,6 +116,7 @@ async function loadSummary() {
       " · ", h("b", {}, stats.references), " references · encoder ", h("b", {}, stats.encoder.name));
     summary.title = stats.library;
     state.stats = stats;
+    $("labels").replaceChildren(...Object.keys(stats.labels || {}).sort().map((label) => h("option", { value: label })));
   } catch (error) { toast(`Could not read the library: ${error.message}`); }
 }
 
@@ -197,6 +198,7 @@ async function loadRecordings() {
 function setQuery(file) {
   state.queryFile = file;
   state.queryRecording = null;
+  $("query-reference").replaceChildren();
   if (state.queryUrl) URL.revokeObjectURL(state.queryUrl);
   state.queryUrl = URL.createObjectURL(file);
   $("query-info").hidden = false;
@@ -214,7 +216,7 @@ async function runQuery() {
   $("results").replaceChildren(h("li", { class: "card empty" }, h("div", { class: "spinner", style: "position:static;margin:0 auto" })));
   $("reference").replaceChildren();
   try {
-    const result = await upload(`/api/query?k=${$("k").value}`, state.queryFile);
+    const result = await upload(`/api/query?${queryParams()}`, state.queryFile);
     $("query-meta").textContent = `${duration(result.duration_s)} · ${fileSize(state.queryFile.size)}`;
     showResults(result);
   } catch (error) {
@@ -225,7 +227,19 @@ async function runQuery() {
   }
 }
 
-async function findSimilar(item) {
+/** k and the filled-in filters of the query form, as /api/query's parameters. */
+function queryParams() {
+  const params = new URLSearchParams({ k: $("k").value });
+  for (const input of $("query-filters").elements) {
+    if (input.type === "checkbox" ? input.checked : input.value.trim()) {
+      params.set(input.name, input.type === "checkbox" ? "true" : input.value.trim());
+    }
+  }
+  return params;
+}
+
+/** A library recording as the query panel's subject, with its reference toggle. */
+function showQueryRecording(item) {
   location.hash = "#search";
   state.queryFile = null;
   state.queryRecording = item;
@@ -233,14 +247,20 @@ async function findSimilar(item) {
   $("query-name").textContent = item.name;
   $("query-meta").textContent = `${duration(item.duration_s)} · from the library`;
   $("query-audio").src = audioUrl(item.id);
+  $("query-reference").replaceChildren(referenceControls(item));
   $("search-error").hidden = true;
   $("search-empty").hidden = true;
+}
+
+async function findSimilar(item) {
+  showQueryRecording(item);
   try { showResults(await api(`/api/recordings/${item.id}/neighbours?k=${$("k").value}`)); }
   catch (error) { $("search-error").textContent = error.message; $("search-error").hidden = false; }
 }
 
 function showResults(result) {
   state.referenceLabel = result.reference ? result.reference.label : null;
+  $("results-title").textContent = "Most similar recordings";
   $("reference").replaceChildren(referenceCard(result.reference));
   $("results-head").hidden = false;
   $("results-meta").textContent = result.results.length ? `${result.results.length} of the library, best first` : "";
@@ -300,9 +320,80 @@ function resultCard(hit) {
     h("div", { class: "result-main" },
       h("div", { class: "result-title" }, h("span", { class: "name", title: hit.path }, name), hit.label ? labelChip(hit.label) : null),
       h("div", { class: "result-meta" }, `matches at ${hit.start_s.toFixed(1)}–${hit.end_s.toFixed(1)} s${more} · distance ${hit.distance.toFixed(3)}`),
-      scoreBar(hit.score), markControls(hit)),
+      copiesLine(hit.also_at), scoreBar(hit.score), markControls(hit)),
     h("div", { class: "result-side" }, audio, h("div", { class: "span-bar", title: "Where the query matches in the recording (click a mark to play it)" }, ...spans),
       h("button", { class: "btn small compare", type: "button", onclick: () => openCompare(hit) }, "Compare spectrograms")));
+}
+
+/** The copies folded into a collapsed result ("Collapse duplicates"), by name; the full path on hover. */
+function copiesLine(paths) {
+  if (!paths || !paths.length) return null;
+  return h("div", { class: "copies" }, h("span", { class: "muted" }, `${paths.length === 1 ? "a copy" : `${paths.length} copies`} also at `),
+    ...paths.map((path) => h("span", { class: "chip copy", title: path }, baseName(path))));
+}
+
+// ---------- references: mark the selected recording, rank the takes against it ----------
+
+const RANKING_SHOWN = 100;  // takes shown of a ranking (a whole library's takes can be thousands)
+
+/** The selected recording's reference toggle and, when it is one, a button to rank the takes against it. */
+function referenceControls(item) {
+  const controls = h("div", { class: "reference-controls" },
+    h("button", { class: `btn small reference-toggle${item.is_reference ? " on" : ""}`, type: "button", "aria-pressed": String(!!item.is_reference),
+      title: item.is_reference ? "Un-mark: keep it as a take" : "Mark this recording as a reference sample",
+      onclick: () => toggleReference(item, controls) }, item.is_reference ? "★ Reference · un-mark" : "☆ Mark as reference"),
+    item.is_reference ? h("button", { class: "btn small rank-takes", type: "button", onclick: () => showRanking(item) },
+      "Rank takes against this reference") : null);
+  return controls;
+}
+
+async function toggleReference(item, controls) {
+  let updated;
+  try { updated = await api(`/api/recordings/${item.id}/reference`, { method: item.is_reference ? "DELETE" : "POST" }); }
+  catch (error) { toast(error.message); return; }
+  item.is_reference = updated.is_reference;
+  const point = state.map && state.map.points.find((candidate) => candidate.recording_id === item.id);
+  if (point) { point.is_reference = updated.is_reference; drawMap(); }
+  controls.replaceWith(referenceControls(item));
+  toast(`${item.name} is ${updated.is_reference ? "now a reference" : "no longer a reference"}`);
+  loadSummary();
+  loadRecordings();
+}
+
+async function showRanking(item) {
+  showQueryRecording(item);
+  $("reference").replaceChildren();
+  $("results").replaceChildren(h("li", { class: "card empty" }, h("div", { class: "spinner", style: "position:static;margin:0 auto" })));
+  let ranking;
+  try { ranking = await api(`/api/ranking?reference=${item.id}`); }
+  catch (error) {
+    $("results").replaceChildren();
+    $("search-error").textContent = error.message;
+    $("search-error").hidden = false;
+    return;
+  }
+  state.referenceLabel = item.label;
+  const matches = ranking.takes.filter((take) => take.match).length;
+  $("results-head").hidden = false;
+  $("results-title").textContent = `Takes ranked against ${item.name}`;
+  $("results-meta").textContent = `${ranking.takes.length} takes · ${matches} match · threshold ${ranking.threshold.toFixed(3)}`
+    + (ranking.takes.length > RANKING_SHOWN ? ` · the best ${RANKING_SHOWN} shown` : "");
+  $("results").replaceChildren(...(ranking.takes.length ? ranking.takes.slice(0, RANKING_SHOWN).map(takeCard)
+    : [h("li", { class: "card empty" }, "No takes: every recording of the library is a reference.")]));
+}
+
+function takeCard(take) {
+  return h("li", { class: `card result take${take.match ? " match" : ""}`, "data-recording-id": take.recording_id },
+    h("div", { class: "rank" }, take.rank),
+    h("div", { class: "result-main" },
+      h("div", { class: "result-title" }, h("span", { class: "name", title: take.path }, baseName(take.path)),
+        take.label ? labelChip(take.label) : null,
+        h("span", { class: `match-badge ${take.match ? "yes" : "no"}` }, take.match ? "Match" : "No match")),
+      h("div", { class: "path", title: take.path }, h("bdi", {}, take.path)),
+      h("div", { class: "result-meta" }, `distance ${take.distance.toFixed(3)} · matches the reference at `
+        + `${take.start_s.toFixed(1)}–${take.end_s.toFixed(1)} s`),
+      scoreBar(take.score), markControls(take)),
+    h("div", { class: "result-side" }, h("audio", { controls: true, preload: "none", src: audioUrl(take.recording_id) })));
 }
 
 // ---------- marks: the agile loop (mark results, retrain the classifier, see its accuracy) ----------
@@ -549,7 +640,8 @@ function hoverMap(event) {
 async function selectPoint(point) {
   state.selected = point;
   state.neighbours = [];
-  const item = { id: point.recording_id, path: point.path, name: baseName(point.path), label: point.label };
+  const item = { id: point.recording_id, path: point.path, name: baseName(point.path), label: point.label,
+                 is_reference: point.is_reference };
   play(item);
   drawMap();
   const panel = $("map-selection");
@@ -561,7 +653,7 @@ async function selectPoint(point) {
       h("div", { class: "muted" }, [point.label, point.cluster !== null && point.cluster !== undefined ? `cluster ${point.cluster}` : null,
         point.is_reference ? "reference" : null].filter(Boolean).join(" · "))),
     h("button", { class: "play", type: "button", "data-id": point.recording_id, html: PLAY_ICON, onclick: () => play(item) })),
-    h("h2", {}, "Nearest neighbours"), h("div", { class: "muted" }, "Loading…"));
+    referenceControls(item), h("h2", {}, "Nearest neighbours"), h("div", { class: "muted" }, "Loading…"));
   syncPlayButtons();
   let result;
   try { result = await api(`/api/recordings/${point.recording_id}/neighbours?k=8`); }
@@ -602,6 +694,8 @@ function wire() {
     if (event.dataTransfer.files[0]) setQuery(event.dataTransfer.files[0]);
   });
   $("k").addEventListener("change", runQuery);
+  $("query-filters").addEventListener("change", runQuery);
+  $("query-filters").addEventListener("submit", (event) => { event.preventDefault(); runQuery(); });
   $("retrain").addEventListener("click", retrainFromMarks);
   $("record").addEventListener("click", toggleRecording);
   $("compare-close").addEventListener("click", closeCompare);
