@@ -778,14 +778,18 @@ def train(
                                            reembed_progress=reembed_progress)
         after = label_figures(lib) if labelled else None
         if as_json:
+            print_notices(lib)
             typer.echo(json.dumps(dict(report.to_dict(), encoder=lib.encoder.name, reembedded=reembedded.to_dict(),
                                        **({"evaluation": {"before": before, "after": after}} if labelled else {}))))
             return
         for epoch in report.epochs:
             typer.echo(f"epoch {epoch['epoch']}: loss {epoch['loss']:.3f}, held-out loss {epoch['validation_loss']:.3f}, "
                        f"top-1 {epoch['validation_top1']:.3f}")
-        typer.echo(f"kept epoch {report.best_epoch} (held-out top-1 {report.best_top1:.3f}); library now uses "
-                   f"{lib.encoder.name}; re-embedded {plural(reembedded.added, 'recording')} in {reembedded.elapsed_s:.1f} s")
+        if report.improved:
+            typer.echo(f"kept epoch {report.best_epoch} ({report.judged_by} {report.start_figure:.3f} -> "
+                       f"{report.trained_figure:.3f}); library now uses {lib.encoder.name}; re-embedded "
+                       f"{plural(reembedded.added, 'recording')} in {reembedded.elapsed_s:.1f} s")
+        print_notices(lib)
         if labelled:
             typer.echo(f"labels: mAP@10 {before['map_at_10']:.3f} -> {after['map_at_10']:.3f}, "
                        f"P@1 {before['precision_at_1']:.3f} -> {after['precision_at_1']:.3f} (soundalike evaluate)")

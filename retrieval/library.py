@@ -273,7 +273,8 @@ class Library:
     @writes
     def train(self, epochs: int | None = None, supervised: bool = False, progress: Callable[[dict], None] | None = None,
               reembed_progress: Progress | None = None, **settings) -> tuple["TrainingReport", IndexReport]:
-        """Fine-tune the CNN on this library's recordings, store the checkpoint, switch to it and re-embed.
+        """Fine-tune the CNN on this library's recordings, store the checkpoint, and switch to it (re-embedding)
+        when it beats the starting encoder (training.judge); otherwise keep the starting one, with a notice.
 
         Starts from the current encoder when it is a CNN, else from the shipped one. `supervised` also uses
         the labels (recordings without one count as their own class). Other `settings` are TrainingConfig fields.
@@ -293,6 +294,11 @@ class Library:
         trained, report = train(start, [row.path for row in rows], [row.label for row in rows], config, name=name,
                                 version=f"{start.name}+{number}", window_s=self.pipeline.window_s, progress=progress)
         trained.save(folder / f"{name}.pt")
+        if not report.improved:
+            self.notices.append(f"training did not beat {start.name} on {report.judged_by} ({report.start_figure:.3f} -> "
+                                f"{report.trained_figure:.3f}): the library keeps {self.encoder.name}; "
+                                f"`encoders --encoder {name}` uses the trained one anyway")
+            return report, IndexReport()
         return report, self.use_encoder(name, reembed_progress)
 
     # querying (querying.py, search.py)

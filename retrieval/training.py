@@ -32,6 +32,7 @@ from .pipeline import repeat_to
 
 CODECS = (("mp4", "aac", 32000), ("mp3", "libmp3lame", 32000), ("ogg", "libopus", 12000))
 MINED_NEIGHBOURS = 3  # a mined positive is among each other's this many nearest clips
+JUDGED_CLIPS = 20  # other-moment top-1 decides when this many clips have two separate windows
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,19 @@ class TrainingConfig:
 
 @dataclass
 class TrainingReport:
-    """Loss and held-out top-1 per epoch, and which epoch was kept."""
+    """Loss and held-out top-1 per epoch, which epoch was kept, and whether it beats the starting encoder."""
 
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_top1: float = 0.0
+    start_top1: float = 0.0  # the starting encoder's held-out top-1
     clips: int = 0
     validation_clips: int = 0
     elapsed_s: float = 0.0
+    judged_by: str = ""  # the label-free figure (or, supervised, held-out label accuracy) that decided
+    start_figure: float = 0.0
+    trained_figure: float = 0.0
+    improved: bool = False  # the trained encoder beats the starting one on that figure
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -243,7 +249,8 @@ class Trainer:
         started = time.perf_counter()
         best_state = {key: value.clone() for key, value in self.network.state_dict().items()}
         best = self.validate(bank, validation, training, labels)
-        report.best_top1 = best["top1"]
+        report.best_top1 = report.start_top1 = best["top1"]
+        self.start_validation = best
         stale = 0
         shift = round(config.shift_s * self.features.sample_rate)
         mined = self.mine(bank, training) if config.neighbour_positives > 0 and not config.supervised else {}
@@ -437,9 +444,37 @@ def train(start: CNNEncoder, paths: Sequence[str], labels: Sequence[str | None],
                     bank_cache)
     trainer = Trainer(network, features, config, window_s)
     report = trainer.fit(bank, progress, epoch_end)
+    judge(report, trainer, Trainer(copy.deepcopy(start.network), features, config, window_s), bank)
     sample = np.random.default_rng(0).choice(len(bank), size=min(len(bank), 400), replace=False)
     unrelated = trainer.unrelated_distance(bank, sample)
     trained = CNNEncoder.from_network(network, features, name, version, unrelated,
                                       {"clips": len(bank), "supervised": config.supervised, "config": asdict(config),
                                        "report": report.to_dict()})
     return trained, report
+
+
+def judge(report: TrainingReport, trained: Trainer, start: Trainer, bank: ClipBank) -> None:
+    """Fill in whether training beat the starting encoder, and by which figure.
+
+    Supervised: held-out label accuracy (early stopping starts from the starting encoder's, so a kept epoch
+    beats it). Otherwise other-moment top-1 over the whole library (Trainer.other_moment_top1: a window
+    finding another moment of its own clip, which training never pairs), when JUDGED_CLIPS clips are long
+    enough; else the held-out top-1 of degraded copies.
+    """
+    if trained.config.supervised and "label_top1" in trained.start_validation:
+        report.judged_by = "held-out label accuracy"
+        report.start_figure = trained.start_validation["label_top1"]
+        kept = next((epoch for epoch in report.epochs if epoch["epoch"] == report.best_epoch), None)
+        report.trained_figure = kept["validation_label_top1"] if kept else report.start_figure
+        report.improved = report.best_epoch > 0
+        return
+    everything = np.arange(len(bank))
+    before, clips = start.other_moment_top1(bank, everything)
+    if clips >= JUDGED_CLIPS:
+        after, _ = trained.other_moment_top1(bank, everything)
+        report.judged_by = f"other-moment top-1 over {clips} clips"
+    else:
+        before, after = report.start_top1, report.best_top1
+        report.judged_by = "held-out copy top-1"
+    report.start_figure, report.trained_figure = round(before, 4), round(after, 4)
+    report.improved = after > before

@@ -272,9 +272,22 @@ def labelled_library(tmp_path) -> Path:
     return library
 
 
-def test_train_switches_the_library_to_the_trained_encoder(labelled_library, tmp_path):
+def judged(improved: bool):
+    """training.judge, with its verdict forced (whether a tiny run beats the start is not what is tested)."""
+    from retrieval import training
+
+    def forced(report, *args) -> None:
+        training_judge(report, *args)
+        report.improved = improved
+    training_judge = training.judge
+    return forced
+
+
+def test_train_switches_the_library_to_the_trained_encoder(labelled_library, tmp_path, monkeypatch):
+    from retrieval import training
+    monkeypatch.setattr(training, "judge", judged(True))
     code, output = run("train", "--library", labelled_library, "--epochs", "1", "--json", "--quiet")
-    report = json.loads(output)
+    report = json.loads(output.splitlines()[-1])
     assert code == 0 and report["encoder"] == "cnn-trained-1" and report["reembedded"]["added"] == 12
     figures = report["evaluation"]  # a labelled library: evaluate's figures before and after
     assert all(0 <= figures[when][key] <= 1 for when in ("before", "after") for key in ("map_at_10", "precision_at_1"))
@@ -285,6 +298,16 @@ def test_train_switches_the_library_to_the_trained_encoder(labelled_library, tmp
     assert stats["encoder"]["name"] == "cnn-trained-1" and stats["index"]["vectors"] == stats["windows"]
     query = tmp_path / "audio" / "rising" / "0.wav"
     assert query_json(labelled_library, query, "-k", "1")[0]["results"][0]["path"] == str(query.resolve())
+
+
+def test_train_keeps_the_starting_encoder_when_the_trained_one_does_not_beat_it(labelled_library, monkeypatch):
+    from retrieval import training
+    monkeypatch.setattr(training, "judge", judged(False))
+    code, output = run("train", "--library", labelled_library, "--epochs", "1", "--quiet")
+    assert code == 0 and "training did not beat cnn on held-out copy top-1" in output, output
+    assert "library keeps cnn" in output and "encoders --encoder cnn-trained-1" in output
+    assert (labelled_library / "encoders" / "cnn-trained-1.pt").exists()  # kept for whoever wants it
+    assert json.loads(run("stats", "--library", labelled_library, "--json")[1])["encoder"]["name"] == "cnn"
 
 
 def test_supervised_training_needs_labels(library):

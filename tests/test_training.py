@@ -143,3 +143,29 @@ def test_mined_positives_pair_clips_of_one_kind_under_the_shipped_encoder(tmp_pa
     assert all(clip in mined[partner] for clip, partner in pairs)  # mutual
     partners = trainer.partners(np.arange(len(paths)), mined)
     assert all(labels[a] == labels[b] for a, b in zip(range(len(paths)), partners))
+
+
+def test_training_is_judged_worse_when_it_loses_what_the_start_knew(tmp_path):
+    """Other-moment top-1 (a window finding a later window of its own clip) prefers the shipped encoder to a
+    collapsed one (every embedding alike), in both directions of the comparison."""
+    import copy
+    from retrieval.encoders import load_encoder
+    from retrieval.training import ClipBank, Trainer, TrainingReport, judge
+    paths = []
+    for number in range(24):  # 24 clips of 2.5 s, each one texture throughout: its moments sound alike
+        rng = np.random.default_rng(number)
+        chord = sum(sine(hz, 2.5, amplitude=0.1) for hz in rng.uniform(150, 5000, 3))
+        texture = chord * (1 + 0.5 * np.sin(np.arange(40000) / 16000 * 2 * np.pi * rng.uniform(2, 12)))
+        paths.append(str(tmp_path / f"{number}.wav"))
+        write_audio(paths[-1], texture.astype(np.float32) + noise(2.5, amplitude=0.02, seed=number), 16000)
+    shipped = load_encoder("cnn")
+    bank = ClipBank(paths, [None] * len(paths), shipped.features, 16000, 10.0)
+    collapsed = copy.deepcopy(shipped.network)
+    torch.nn.init.zeros_(collapsed.project.weight)
+    good = Trainer(copy.deepcopy(shipped.network), shipped.features, TrainingConfig())
+    bad = Trainer(collapsed, shipped.features, TrainingConfig())
+    worse, better = TrainingReport(), TrainingReport()
+    judge(worse, bad, good, bank)
+    judge(better, good, bad, bank)
+    assert worse.judged_by == "other-moment top-1 over 24 clips" and not worse.improved
+    assert better.improved and better.trained_figure > 0.5 > better.start_figure
