@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .configs import PipelineConfig
 from .encoders import load_encoder
@@ -20,21 +20,45 @@ class ActiveEncoder:
     `embedder` load it (weights, torch) the first time they are asked for.
     """
 
-    def __init__(self, store: Store, pipeline: PipelineConfig, name: str, checkpoint_dir: Path) -> None:
+    def __init__(self, store: Store, pipeline: PipelineConfig, name: str, checkpoint_dir: Path,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.pipeline = pipeline
         self.name = name
         self.checkpoint_dir = checkpoint_dir
+        self.notify = notify
         self._encoder: Encoder | None = None
         self._embedder: Embedder | None = None
         self._id: int | None = None
 
     @property
     def encoder(self) -> Encoder:
+        """The encoder; for the shipped CNN, the version this library's vectors were made by (see `upgrade`)."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.name, self.checkpoint_dir)
+            stored = self.stored()
+            self._encoder = load_encoder(self.name, self.checkpoint_dir, stored.version if stored else None)
             self._id = self.store.ensure_encoder(self._encoder.config())
+            latest = load_encoder(self.name, self.checkpoint_dir) if self.name == "cnn" else self._encoder
+            if latest.version != self._encoder.version and self.notify:
+                self.notify(f"this library's vectors come from {self.name} v{self._encoder.version}; "
+                            f"`soundalike rebuild --reembed` re-embeds them with v{latest.version}, which "
+                            "matches sounds it never heard better")
         return self._encoder
+
+    def stored(self):
+        """The registered encoder of this name the library's vectors come from: the only one, or (after an
+        upgrade of the shipped weights) the one holding the most windows, the newest on a tie; None if none."""
+        named = [row for row in self.store.encoders() if row.name == self.name]
+        if len(named) <= 1:
+            return named[0] if named else None
+        counts = self.store.window_counts()
+        return max(named, key=lambda row: (counts.get(row.id, 0), row.id))
+
+    def upgrade(self) -> None:
+        """Load the newest version of the encoder (the shipped CNN's current weights), for a full re-embed."""
+        self._encoder = load_encoder(self.name, self.checkpoint_dir)
+        self._embedder = None
+        self._id = self.store.ensure_encoder(self._encoder.config())
 
     @property
     def embedder(self) -> Embedder:
@@ -48,7 +72,7 @@ class ActiveEncoder:
     def id(self) -> int:
         """The encoder's id in the store (registered when first loaded)."""
         if self._id is None:
-            stored = self.store.encoder_named(self.name)
+            stored = self.stored()
             if stored is None:
                 return self.store.ensure_encoder(self.encoder.config())
             return stored.id
@@ -58,7 +82,7 @@ class ActiveEncoder:
     def config(self) -> dict:
         """The encoder's full config (name, version, dimension, features, ...), as stored with its vectors."""
         if self._encoder is None:
-            stored = self.store.encoder_named(self.name)
+            stored = self.stored()
             if stored is not None:
                 return stored.config
         return self.encoder.config()

@@ -63,7 +63,7 @@ class Library:
         self.store = store
         self.pipeline = pipeline
         self.notices: list[str] = []
-        self.active = ActiveEncoder(store, pipeline, encoder_name, root / ENCODERS_DIR)
+        self.active = ActiveEncoder(store, pipeline, encoder_name, root / ENCODERS_DIR, self.notices.append)
         self.index_files = LibraryIndex(root, store, self.active, self.notices.append)
         self.querying = Querying(store, self.index_files, self.active)
         self._classifiers: dict[str, tuple] = {}  # name -> (file stamp, Classifier): see classifier()
@@ -197,7 +197,8 @@ class Library:
     @writes
     def rebuild(self, reembed: bool = False, index_factory: str | None = None,
                 progress: Progress | None = None) -> RebuildReport:
-        """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first.
+        """Rebuild the index from stored vectors, or (`reembed`) re-embed every recording from its file first,
+        with the newest version of the encoder (the current shipped CNN for a library made by an earlier one).
 
         `index_factory` (a FAISS index_factory string, or "auto") is checked against the stored vectors
         first and kept for later builds.
@@ -205,6 +206,8 @@ class Library:
         started = time.perf_counter()
         if index_factory is not None:  # checked before anything is re-embedded
             self.index_files.set_factory(index_factory, now=True)
+        if reembed:
+            self.active.upgrade()  # a library embedded by an earlier shipped CNN moves to the current one
         reembedded = self._reembed(self.store.indexed_recordings(), progress) if reembed else None
         if index_factory is not None:
             self.index_files.set_factory(index_factory, now=True)

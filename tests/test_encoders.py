@@ -80,3 +80,26 @@ def test_library_checkpoints_are_found_by_name(tmp_path):
     assert load_encoder("mine", tmp_path).name == "tiny"
     with pytest.raises(ConfigMismatchError, match="unknown encoder"):
         load_encoder("nonexistent", tmp_path)
+
+
+def test_a_library_embedded_by_an_earlier_shipped_cnn_keeps_matching_until_re_embedded(tmp_path, monkeypatch):
+    import retrieval.encoders as encoders
+    from retrieval import Library
+    from tests.factories import chirp, write_audio
+    (tmp_path / "audio").mkdir()
+    for number in range(3):
+        write_audio(tmp_path / "audio" / f"{number}.wav", chirp(200 + 400 * number, 3000, 2.0), 16000)
+    with monkeypatch.context() as patched:  # the library is made by the earlier weights, shipped then as cnn.pt
+        patched.setattr(encoders, "SHIPPED_CNN", encoders.WEIGHTS_DIR / "cnn-v1.pt")
+        Library.open(tmp_path / "lib", create=True).index([tmp_path / "audio"])
+    current = load_encoder("cnn").version
+    assert current != "1"
+    library = Library.open(tmp_path / "lib")
+    query = tmp_path / "audio" / "1.wav"
+    best = library.query(query, k=1).results[0]
+    assert library.encoder.version == "1" and best.path == str(query.resolve()) and best.score > 99
+    assert any("rebuild --reembed" in notice for notice in library.take_notices())
+    library.rebuild(reembed=True)
+    assert library.encoder.version == current and library.query(query, k=1).results[0].score > 99
+    reopened = Library.open(tmp_path / "lib")
+    assert reopened.encoder.version == current and not reopened.take_notices()

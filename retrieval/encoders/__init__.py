@@ -2,6 +2,8 @@
 
 Built in: "cnn" (the shipped, pretrained CNN: the default) and "logmel-stats" (training-free).
 Any other name is a checkpoint `<name>.pt` in a library's encoders folder, written by `train`.
+Earlier versions of the shipped CNN stay as weights/cnn-v<version>.pt, so a library embedded by one
+keeps matching its vectors until it is re-embedded (`rebuild --reembed`).
 """
 from __future__ import annotations
 
@@ -19,14 +21,17 @@ DEFAULT_ENCODER = "cnn"  # its weights ship in the package (weights/cnn.pt)
 BUILT_IN = ("cnn", "logmel-stats")
 
 
-def load_encoder(name: str = DEFAULT_ENCODER, checkpoint_dir: str | Path | None = None) -> Encoder:
-    """The encoder called `name`, ready for inference; `checkpoint_dir` holds a library's trained ones."""
+def load_encoder(name: str = DEFAULT_ENCODER, checkpoint_dir: str | Path | None = None,
+                 version: str | None = None) -> Encoder:
+    """The encoder called `name`, ready for inference; `checkpoint_dir` holds a library's trained ones.
+    `version` picks an earlier shipped CNN when its weights are kept (the current one otherwise)."""
     if name == "logmel-stats":
         from .stats import LogMelStatsEncoder
         return LogMelStatsEncoder()
     from .cnn import CNNEncoder
     if name == "cnn":
-        return CNNEncoder.load(SHIPPED_CNN)
+        earlier = WEIGHTS_DIR / f"cnn-v{version}.pt"
+        return CNNEncoder.load(earlier if version is not None and earlier.exists() else SHIPPED_CNN)
     path = Path(checkpoint_dir or ".") / f"{name}.pt"
     if checkpoint_dir is None or not path.exists():
         raise ConfigMismatchError(f"unknown encoder {name!r}; available: {', '.join(available_encoders(checkpoint_dir))}")
