@@ -119,7 +119,7 @@ def clip_method(name: str, library_files: list[Path], copies: list, events: list
     started = time.perf_counter()
     base = vectors_of(library)
     elapsed = time.perf_counter() - started
-    queries = vectors_of([dest for dest, _, _ in copies] + [event for event, _, _ in events])
+    queries = vectors_of([dest for dest, _, _ in copies] + [event for event, _, _ in events]) if copies else base[:0]
     base, queries = standardise(base, queries)
     labels = [label_of(path) for path in library_files]
     similarity = base[: len(library_files)] @ base[: len(library_files)].T  # label retrieval: without the long recordings
@@ -130,12 +130,14 @@ def clip_method(name: str, library_files: list[Path], copies: list, events: list
         if relevant:
             order = np.argsort(-similarity[i])[:10]
             metrics.append((family_of(library_files[i]), ranking_metrics([labels[j] for j in order], label, relevant)))
-    top = np.argmax(queries @ base.T, axis=1)
+    top = np.argmax(queries @ base.T, axis=1) if len(queries) else np.zeros(0, int)
     index_of = {path: i for i, path in enumerate(library)}
     found = {kind: [] for kind in KINDS}
     for (dest, source, kind), best in zip(copies, top[: len(copies)]):
         found[kind].append(best == index_of[source])
     event_hits = [best == index_of[long] for (_, long, _), best in zip(events, top[len(copies):])]
+    if not copies:  # --labels-only
+        return _row(name, metrics, found, [], [], [], 0.0)
     references, others = reference_sets(library_files)
     scores = base[others] @ base[references].T
     same = np.array([[labels[o] == labels[r] for r in references] for o in others])
@@ -148,14 +150,17 @@ def _row(name, metrics, found, event_hits, scores, same, x_realtime) -> dict:
     values = np.array([metric for _, metric in metrics]).mean(axis=0)
     families = sorted({family for family, _ in metrics})
     per_family = {family: np.array([m for f, m in metrics if f == family]).mean(axis=0) for family in families}
+    labels = {"method": name, "map_at_10": round(float(values[0]), 3), "precision_at_1": round(float(values[1]), 3),
+              **{f"map_{family}": round(float(value[0]), 3) for family, value in per_family.items()},
+              **{f"p1_{family}": round(float(value[1]), 3) for family, value in per_family.items()}}
+    if not any(found.values()):  # --labels-only
+        return labels
     robust = {kind: float(np.mean(hits)) for kind, hits in found.items()}
     robust["all"] = float(np.mean([hit for hits in found.values() for hit in hits]))
     scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
     has_reference = same.any(axis=1)  # label accuracy: the best-scoring reference has the clip's label
     accuracy = float(same[np.arange(len(scores)), np.argmax(scores, axis=1)][has_reference].mean())
-    return {"method": name, "map_at_10": round(float(values[0]), 3), "precision_at_1": round(float(values[1]), 3),
-            **{f"map_{family}": round(float(value[0]), 3) for family, value in per_family.items()},
-            **{f"p1_{family}": round(float(value[1]), 3) for family, value in per_family.items()},
+    return {**labels,
             **{f"robust_{kind}": round(rate, 3) for kind, rate in robust.items()},
             "events": round(float(np.mean(event_hits)), 3), "reference_auroc": round(auroc(scores[same], scores[~same]), 3),
             "reference_accuracy": round(accuracy, 3), "x_realtime": round(x_realtime)}
@@ -182,6 +187,8 @@ def library_method(name: str, library: Library, library_files: list[Path], copie
     for event, long, at in events:
         hits = library.query(event, k=1).results
         event_hits.append(bool(hits) and Path(hits[0].path) == long.resolve() and abs(hits[0].start_s - at) <= 1.0)
+    if not copies:  # --labels-only
+        return _row(name, metrics, found, [], [], [], x_realtime)
     references, others = reference_sets(library_files)
     ref_windows = library.store.window_vectors([rows[library_files[r].resolve()] for r in references], library.encoder_id)
     ref_ids = [rows[library_files[r].resolve()] for r in references]
@@ -249,13 +256,15 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--candidate", type=Path, help="a CNN checkpoint (.pt) to measure beside the shipped one")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--labels-only", action="store_true", help="only label retrieval (mAP@10, P@1 per family): "
+                        "no copies, events or references; seconds per method instead of minutes")
     args = parser.parse_args()
     methods = set(args.methods.split(","))
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     files_a, files_b = split(args.corpus)
-    copies, events = make_queries(files_b, files_a, work, args.queries)
+    copies, events = ([], []) if args.labels_only else make_queries(files_b, files_a, work, args.queries)
     long_files = sorted({long for _, long, _ in events})
     print(f"library B: {len(files_b)} clips, {len({label_of(p) for p in files_b})} labels; split A: {len(files_a)} clips; "
           f"{len(copies)} degraded copies, {len(events)} events in {len(long_files)} long recordings", flush=True)

@@ -71,7 +71,7 @@ def test_query_json_has_the_documented_shape(library, folder):
     result = query_json(library, folder / "up.opus", "-k", "2")[0]
     assert set(result) == {"query", "duration_s", "results", "reference", "signal"}
     assert set(result["results"][0]) == {"rank", "path", "recording_id", "label", "start_s", "end_s", "distance",
-                                         "similarity", "score", "occurrences"}
+                                         "similarity", "score", "occurrences", "also_at"}
     assert set(result["results"][0]["occurrences"][0]) == {"start_s", "end_s", "query_start_s", "query_end_s",
                                                            "similarity", "score"}
     assert result["reference"] is None and result["duration_s"] == pytest.approx(2.0, abs=0.05)

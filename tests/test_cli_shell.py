@@ -86,6 +86,7 @@ def bad_options(clips, library) -> dict[str, list]:
         "serve": ["--library", library, "--port", "70000"],
         "compare": [clip, clip, "--plot", clips.parent / "picture.jpg"],
         "cluster": ["--library", library, "--k", "many"],
+        "duplicates": ["--library", library, "--min-score", "-5"],
         "map": ["--library", library, "--method", "tsne"],
         "classify train": ["--library", library, "--name", "../escape"],
         "classify predict": [clip, "--library", library, "--min-confidence", "2"],
