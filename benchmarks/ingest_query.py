@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import retrieval  # noqa: E402,F401  first: it sets NumPy's BLAS threads, as for the CLI
+import numpy as np  # noqa: E402
 from benchmarks.corpus import FAMILIES, FORMATS, RATE, normalise  # noqa: E402
 from retrieval import Library  # noqa: E402
 from tests.factories import write_audio  # noqa: E402

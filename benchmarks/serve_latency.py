@@ -33,9 +33,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import retrieval  # noqa: E402,F401  first: it sets NumPy's BLAS threads, as for the CLI
+import numpy as np  # noqa: E402
 from benchmarks.corpus import FAMILIES, RATE, normalise  # noqa: E402
 from benchmarks.ingest_query import make_library_audio  # noqa: E402
 from retrieval import Library  # noqa: E402

@@ -11,7 +11,14 @@ neither torch nor the rest of the package.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# NumPy's OpenBLAS threads busy-wait after each matrix product and took both cores from torch's next call:
+# a warm 10 s query took 110 ms instead of 46 (benchmarks/README.md). Products here are small: one thread,
+# unless the environment says otherwise. Only effective when NumPy is not imported yet (the CLI, the server,
+# worker processes, a program that imports retrieval first).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 _EXPORTS = {
     "Library": "library", "PipelineConfig": "pipeline", "PreprocessConfig": "preprocess",
