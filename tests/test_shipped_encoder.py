@@ -36,7 +36,6 @@ def test_two_short_hits_with_different_spectra_do_not_score_alike(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng")
-@pytest.mark.xfail(strict=True, reason="issue 13: the shipped encoder still ranks the voice above the words")
 def test_one_phrase_in_two_voices_scores_above_two_phrases_in_one_voice(tmp_path):
     def say(text: str, voice: str, name: str):
         path = tmp_path / f"{name}.wav"
