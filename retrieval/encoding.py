@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .configs import PipelineConfig
-from .encoders import load_encoder
+from .encoders import earlier_weights, load_encoder
 from .store import Store
 
 if TYPE_CHECKING:
@@ -36,10 +36,13 @@ class ActiveEncoder:
         """The encoder; for the shipped CNN, the version this library's vectors were made by (see `upgrade`)."""
         if self._encoder is None:
             stored = self.stored()
-            self._encoder = load_encoder(self.name, self.checkpoint_dir, stored.version if stored else None)
+            version = stored.version if stored else None
+            self._encoder = load_encoder(self.name, self.checkpoint_dir, version)
             self._id = self.store.ensure_encoder(self._encoder.config())
-            latest = load_encoder(self.name, self.checkpoint_dir) if self.name == "cnn" else self._encoder
-            if latest.version != self._encoder.version and self.notify:
+            # Only a library on kept earlier weights loads the current ones too, for the note's version.
+            latest = (load_encoder(self.name, self.checkpoint_dir)
+                      if earlier_weights(self.name, version) is not None and self.notify else self._encoder)
+            if latest.version != self._encoder.version:
                 self.notify(f"this library's vectors come from {self.name} v{self._encoder.version}; "
                             f"`soundalike rebuild --reembed` re-embeds them with v{latest.version}, which "
                             "matches sounds it never heard better")

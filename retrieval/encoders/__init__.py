@@ -30,12 +30,17 @@ def load_encoder(name: str = DEFAULT_ENCODER, checkpoint_dir: str | Path | None 
         return LogMelStatsEncoder()
     from .cnn import CNNEncoder
     if name == "cnn":
-        earlier = WEIGHTS_DIR / f"cnn-v{version}.pt"
-        return CNNEncoder.load(earlier if version is not None and earlier.exists() else SHIPPED_CNN)
+        return CNNEncoder.load(earlier_weights(name, version) or SHIPPED_CNN)
     path = Path(checkpoint_dir or ".") / f"{name}.pt"
     if checkpoint_dir is None or not path.exists():
         raise ConfigMismatchError(f"unknown encoder {name!r}; available: {', '.join(available_encoders(checkpoint_dir))}")
     return CNNEncoder.load(path)
+
+
+def earlier_weights(name: str, version: str | None) -> Path | None:
+    """The kept weights of an earlier shipped CNN at `version` (weights/cnn-v<version>.pt), or None."""
+    earlier = WEIGHTS_DIR / f"cnn-v{version}.pt"
+    return earlier if name == "cnn" and version is not None and earlier.exists() else None
 
 
 def available_encoders(checkpoint_dir: str | Path | None = None) -> list[str]:
@@ -44,4 +49,4 @@ def available_encoders(checkpoint_dir: str | Path | None = None) -> list[str]:
     return [name for name in BUILT_IN if name != "cnn" or SHIPPED_CNN.exists()] + trained
 
 
-__all__ = ["DEFAULT_ENCODER", "BUILT_IN", "available_encoders", "load_encoder"]
+__all__ = ["DEFAULT_ENCODER", "BUILT_IN", "available_encoders", "earlier_weights", "load_encoder"]
