@@ -75,10 +75,11 @@ def find_duplicates(store: Store, querying: Querying, min_score: float = DEFAULT
     """
     rows = {row.id: row for row in store.indexed_recordings()}
     groups = _Groups()
-    for ids in store.same_content_groups():
+    same_content = store.same_content_groups()
+    for ids in same_content:
         for other in ids[1:]:
             groups.join(ids[0], other, 100.0, near=False)
-    exact_root = {key: groups.find(key) for ids in store.same_content_groups() for key in ids}
+    exact_root = {key: groups.find(key) for ids in same_content for key in ids}
     order = sorted(rows)
     for done, recording_id in enumerate(order, start=1):
         if exact_root.get(recording_id, recording_id) == recording_id:  # one member of an exact group searches

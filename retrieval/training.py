@@ -178,19 +178,19 @@ class ClipBank:
               partners: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Two views (batch, window) of one random window of each clip: shifted, from random codec copies.
         With `partners` (a clip id per item), the second view is a random window of the partner instead."""
+        def cut(copies: list[np.ndarray], start: int) -> np.ndarray:  # a window of a random copy, shifted
+            audio = copies[rng.integers(len(copies))]
+            at = int(np.clip(start + rng.integers(-shift, shift + 1), 0, len(audio) - self.window))
+            return audio[at: at + self.window]
+
         first, second = [], []
         for number, clip in enumerate(clip_ids):
-            copies, offsets = self.variants[clip], self.offsets[clip]
-            start = int(rng.choice(offsets))
-            audio = copies[rng.integers(len(copies))]
-            at = int(np.clip(start + rng.integers(-shift, shift + 1), 0, len(audio) - self.window))
-            first.append(audio[at: at + self.window])
+            start = int(rng.choice(self.offsets[clip]))
+            first.append(cut(self.variants[clip], start))
             partner = clip if partners is None else int(partners[number])
             if partner != clip:
-                copies, start = self.variants[partner], int(rng.choice(self.offsets[partner]))
-            audio = copies[rng.integers(len(copies))]
-            at = int(np.clip(start + rng.integers(-shift, shift + 1), 0, len(audio) - self.window))
-            second.append(audio[at: at + self.window])
+                start = int(rng.choice(self.offsets[partner]))
+            second.append(cut(self.variants[partner], start))
         return np.stack(first), np.stack(second)
 
 
