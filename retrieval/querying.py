@@ -126,12 +126,16 @@ class Querying:
         rows = [piece[search.thin_windows(len(piece))] for piece in
                 (voting[part] for part in search.pieces(len(voting)))]
         limit = max(CANDIDATE_RECORDINGS, 4 * k)
+        query_side = None
         if allowed is not None and len(allowed) <= limit:  # few enough to place the query on every one
             windows = self.store.window_vectors(allowed.tolist(), self.active.id)
         else:
             fetch = (CANDIDATE_WINDOWS + k) * (1 if allowed is None else FILTER_FETCH)
-            similarities, neighbour_ids = index.search(query.vectors[np.concatenate(rows)], min(fetch, index.count))
+            searched = np.concatenate(rows)
+            similarities, neighbour_ids = index.search(query.vectors[searched], min(fetch, index.count))
             positions = self.store.window_positions(neighbour_ids[neighbour_ids >= 0])
+            if own_recording is None:
+                query_side = self._query_typicals(query, searched, similarities, neighbour_ids, positions)
             if allowed is not None:
                 kept = np.isin(positions.recording_ids, allowed)
                 positions = WindowPositions(positions.window_ids[kept], positions.recording_ids[kept],
@@ -144,7 +148,7 @@ class Querying:
         unrelated = self.active.encoder.unrelated_distance
         threshold = 1.0 - unrelated * (1.0 - (DEFAULT_MIN_SCORE if min_score is None else min_score) / 100.0)
         found = search.occurrences_on_recordings(query, windows, self.hop_s, threshold, self.noise_vectors())
-        ranked = self._hub_ranked(found, windows, self.clip_typicals(query, own_recording), k)
+        ranked = self._hub_ranked(found, windows, query_side or self.clip_typicals(query, own_recording), k)
         rows_by_id = {row.id: row for row in self.store.recordings([recording_id for recording_id, _ in ranked])}
         hits = []
         for rank, (recording_id, placements) in enumerate(ranked, start=1):
@@ -229,6 +233,19 @@ class Querying:
         similarities, neighbour_ids = index.search(vectors, HUB_SEARCH)
         positions = self.store.window_positions(neighbour_ids[neighbour_ids >= 0])
         return search.typical_similarity(similarities, search.neighbour_recordings(neighbour_ids, positions), own)
+
+    def _query_typicals(self, query: Windows, searched: np.ndarray, similarities: np.ndarray,
+                        neighbour_ids: np.ndarray, positions: WindowPositions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """clip_typicals of a query whose windows at `searched` were just searched for voting: their typicals
+        come from the first HUB_SEARCH of those neighbours (one index search and lookup less a query); only
+        the windows that did not vote are searched again."""
+        typicals = np.zeros(len(query))
+        typicals[searched] = search.typical_similarity(
+            similarities[:, :HUB_SEARCH], search.neighbour_recordings(neighbour_ids[:, :HUB_SEARCH], positions))
+        rest = np.setdiff1d(np.arange(len(query)), searched)
+        if len(rest):
+            typicals[rest] = self._typicals(query.vectors[rest], None)
+        return query.start_s, query.end_s, typicals
 
     def stored_typicals(self, windows: StoredWindows) -> np.ndarray:
         """Each stored window's typical similarity (to recordings other than its own), measured once per index state."""

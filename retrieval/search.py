@@ -244,8 +244,7 @@ def nearest(query: Windows, windows: StoredWindows, hop_s: float,
 
 def best_placement(query: Windows, recording: Windows, hop_s: float, slack: int = 1) -> Placement:
     """The best-aligned placement of a query (n windows) on one recording (m windows); vectors unit length."""
-    return _place_group(query, StoredWindows.single(recording), grid_positions(recording.start_s, hop_s),
-                        grid_positions(query.start_s, hop_s), hop_s, slack, None, None)[0][0]
+    return _place_forward(query, StoredWindows.single(recording), hop_s, slack, None, None)[0][0]
 
 
 def place_pair(query: Windows, recording: Windows, hop_s: float, min_similarity: float | None = None,
@@ -262,35 +261,29 @@ def place_pair(query: Windows, recording: Windows, hop_s: float, min_similarity:
     """
     if not len(query) or not len(recording):
         return []
-    forward = (_place_group(query, StoredWindows.single(recording), grid_positions(recording.start_s, hop_s),
-                            grid_positions(query.start_s, hop_s), hop_s, 1, min_similarity, noise)[0]
-               if len(query) <= len(recording) else None)
-    if len(query) < len(recording):
-        return forward
-    backward = [placement.swapped() for placement in _place_group(
-        recording, StoredWindows.single(query), grid_positions(query.start_s, hop_s),
-        grid_positions(recording.start_s, hop_s), hop_s, 1, min_similarity, noise)[0]]
-    return forward if forward is not None and forward[0].similarity >= backward[0].similarity else backward
+    return occurrences_on_recordings(query, StoredWindows.single(recording), hop_s, min_similarity, noise)[0]
 
 
 def occurrences_on_recordings(query: Windows, windows: StoredWindows, hop_s: float, min_similarity: float | None = None,
                               noise: np.ndarray | None = None) -> dict[int, list[Placement]]:
     """`place_pair` of the query on each recording among `windows` (ordered by recording, then time).
 
-    Recordings with more windows than the query are scored together (place_on_recordings' tables); the others
-    are placed on the query one by one.
+    Recordings with at least as many windows as the query have the query placed on them, the others are placed
+    on the query, each direction scored for many recordings at once (bounded tables, `_place_bands`).
     """
-    count = len(windows.recording_ids)
-    if not count or not len(query.vectors):
+    if not len(windows) or not len(query):
         return {}
-    firsts = np.flatnonzero(np.r_[True, np.diff(windows.recording_ids) != 0])
-    lengths = np.diff(np.r_[firsts, count])
-    longer = np.repeat(lengths > len(query), lengths)
-    found = _place_on_longer(query, windows.select(longer), hop_s, 1, min_similarity, noise) if longer.any() else {}
-    for first in firsts[lengths <= len(query)]:
-        recording_id = int(windows.recording_ids[first])
-        found[recording_id] = place_pair(query, windows.of(recording_id), hop_s, min_similarity, noise)
-    return dict(sorted(found.items()))
+    firsts, lengths = _runs(windows.recording_ids)
+    per_window = np.repeat(lengths, lengths)
+    forward = (_place_forward(query, windows.select(per_window >= len(query)), hop_s, 1, min_similarity, noise)
+               if lengths.max() >= len(query) else {})
+    backward = (_place_backward(query, windows.select(per_window <= len(query)), hop_s, 1, min_similarity, noise)
+                if lengths.min() <= len(query) else {})
+    found = {}
+    for recording_id in sorted(int(recording_id) for recording_id in windows.recording_ids[firsts]):
+        on, of = forward.get(recording_id), backward.get(recording_id)
+        found[recording_id] = of if on is None else on if of is None or on[0].similarity >= of[0].similarity else of
+    return found
 
 
 def place_on_recordings(query: Windows, windows: StoredWindows, hop_s: float,
@@ -300,54 +293,104 @@ def place_on_recordings(query: Windows, windows: StoredWindows, hop_s: float,
             for recording_id, found in occurrences_on_recordings(query, windows, hop_s, None, noise).items()}
 
 
-def _place_on_longer(query: Windows, windows: StoredWindows, hop_s: float, slack: int, min_similarity: float | None,
-                     noise: np.ndarray | None) -> dict[int, list[Placement]]:
-    """The query's placements on every recording among `windows`, the query placed on each.
+def _runs(recording_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each recording's windows start among windows ordered by recording, and how many it has."""
+    firsts = np.flatnonzero(np.r_[True, np.diff(recording_ids) != 0])
+    return firsts, np.diff(np.r_[firsts, len(recording_ids)])
 
-    Recordings are scored together, in groups of bounded size: each gets its own band of offset columns
-    in one (query window x offset) table, `slack` empty columns apart so that the slack never reaches
-    into a neighbour's band.
-    """
-    count = len(windows.recording_ids)
-    if not count or not len(query.vectors):
-        return {}
-    firsts = np.flatnonzero(np.r_[True, np.diff(windows.recording_ids) != 0])
-    lengths = np.diff(np.r_[firsts, count])
+
+def _groups(widths: np.ndarray, rows: int, slack: int) -> list[np.ndarray]:
+    """Consecutive recordings whose bands of offset columns (x `rows` table rows) fit PLACEMENT_CELLS together."""
+    groups = np.cumsum(widths + slack) * rows // PLACEMENT_CELLS
+    return [np.flatnonzero(groups == group) for group in np.unique(groups)]
+
+
+def _both_noise(placed_loudest: np.ndarray, target_loudest: np.ndarray) -> np.ndarray:
+    """Whether placed and target files, by their windows' largest sound weight, carry no sound at all: noise
+    matched to a file of noise alone is matched as sound."""
+    return (placed_loudest < SOUND_WEIGHT) & (target_loudest < SOUND_WEIGHT)
+
+
+def _place_forward(query: Windows, windows: StoredWindows, hop_s: float, slack: int, min_similarity: float | None,
+                   noise: np.ndarray | None) -> dict[int, list[Placement]]:
+    """The query placed on each recording among `windows`."""
+    firsts, lengths = _runs(windows.recording_ids)
     query_steps = grid_positions(query.start_s, hop_s)
+    query_max = int(query_steps.max())
     steps = np.rint((windows.start_s - np.repeat(windows.start_s[firsts], lengths)) / hop_s).astype(np.int64)
-    widths = np.maximum.reduceat(steps, firsts) + int(query_steps.max()) + 1  # offsets -max(query step)..max(step)
-    groups = np.cumsum(widths + slack) * len(query.vectors) // PLACEMENT_CELLS
+    target_max = np.maximum.reduceat(steps, firsts)
+    query_weights, all_weights = sound_weights(query.vectors, noise), sound_weights(windows.vectors, noise)
     placements = {}
-    for group in np.unique(groups):
-        members = np.flatnonzero(groups == group)
+    for members in _groups(target_max + query_max + 1, len(query), slack):
         rows = np.arange(firsts[members[0]], firsts[members[-1]] + lengths[members[-1]])
-        placements.update(_place_group(query, windows.select(rows), steps[rows], query_steps, hop_s, slack,
-                                       min_similarity, noise))
+        band = np.repeat(np.arange(len(members)), lengths[members])
+        window_weights = all_weights[rows]
+        silent = _both_noise(query_weights.max(), np.maximum.reduceat(window_weights, firsts[members] - rows[0]))
+        weights = np.maximum(query_weights[:, None], window_weights[None, :])
+        weights[:, silent[band]] = 1.0
+        found = _place_bands(band[None, :], np.arange(len(query))[:, None],
+                             (steps[rows] + query_max)[None, :] - query_steps[:, None],
+                             query.vectors @ windows.vectors[rows].T, weights,
+                             np.full(len(members), len(query)), lengths[members], np.full(len(members), query_max),
+                             target_max[members], slack, min_similarity)
+        for member, peaks in zip(members, found):
+            first, last = firsts[member], firsts[member] + lengths[member] - 1
+            placements[int(windows.recording_ids[first])] = [
+                _placement(query.start_s[0], query.end_s[-1], windows.start_s[first], windows.end_s[last], offset,
+                           similarity, hop_s) for offset, similarity in peaks]
     return placements
 
 
-def _place_group(query: Windows, windows: StoredWindows, steps: np.ndarray, query_steps: np.ndarray,
-                 hop_s: float, slack: int, min_similarity: float | None,
-                 noise: np.ndarray | None) -> dict[int, list[Placement]]:
-    """_place_on_longer for windows few enough to score in one table."""
-    n = len(query.vectors)
-    firsts = np.flatnonzero(np.r_[True, np.diff(windows.recording_ids) != 0])
-    lengths = np.diff(np.r_[firsts, len(steps)])
-    low = -int(query_steps.max())
-    widths = np.maximum.reduceat(steps, firsts) - low + 1
-    bases = slack + np.r_[0, np.cumsum(widths + slack)[:-1]]  # each recording's first offset column
-    band = np.repeat(np.arange(len(firsts)), lengths)
-    columns = (bases[band] + steps - low)[None, :] - query_steps[:, None]  # (n, windows)
-    by_offset = np.full((n, int(bases[-1] + widths[-1] + slack)), -2.0, dtype=np.float32)
-    cells = (np.broadcast_to(np.arange(n)[:, None], columns.shape), columns)
-    np.maximum.at(by_offset, cells, query.vectors @ windows.vectors.T)
-    query_weights, window_weights = sound_weights(query.vectors, noise), sound_weights(windows.vectors, noise)
-    if query_weights.max() < SOUND_WEIGHT:  # noise matched to a recording of noise alone is matched as sound
-        silent = np.maximum.reduceat(window_weights, firsts) < SOUND_WEIGHT
-        window_weights = np.where(silent[band], 1.0, window_weights)
+def _place_backward(query: Windows, windows: StoredWindows, hop_s: float, slack: int, min_similarity: float | None,
+                    noise: np.ndarray | None) -> dict[int, list[Placement]]:
+    """Each recording among `windows` placed on the query, in the query's terms (Placement.swapped)."""
+    firsts, lengths = _runs(windows.recording_ids)
+    query_steps = grid_positions(query.start_s, hop_s)
+    query_max = int(query_steps.max())
+    steps = np.rint((windows.start_s - np.repeat(windows.start_s[firsts], lengths)) / hop_s).astype(np.int64)
+    placed_max = np.maximum.reduceat(steps, firsts)
+    query_weights, all_weights = sound_weights(query.vectors, noise), sound_weights(windows.vectors, noise)
+    placements = {}
+    for members in _groups(placed_max + query_max + 1, int(lengths.max()), slack):
+        rows = np.arange(firsts[members[0]], firsts[members[-1]] + lengths[members[-1]])
+        band = np.repeat(np.arange(len(members)), lengths[members])
+        window_weights = all_weights[rows]
+        silent = _both_noise(np.maximum.reduceat(window_weights, firsts[members] - rows[0]), query_weights.max())
+        weights = np.maximum(window_weights[:, None], query_weights[None, :])
+        weights[silent[band], :] = 1.0
+        found = _place_bands(band[:, None], (rows - np.repeat(firsts[members], lengths[members]))[:, None],
+                             (placed_max[members][band] - steps[rows])[:, None] + query_steps[None, :],
+                             windows.vectors[rows] @ query.vectors.T, weights,
+                             lengths[members], np.full(len(members), len(query)), placed_max[members],
+                             np.full(len(members), query_max), slack, min_similarity)
+        for member, peaks in zip(members, found):
+            first, last = firsts[member], firsts[member] + lengths[member] - 1
+            placements[int(windows.recording_ids[first])] = [
+                _placement(windows.start_s[first], windows.end_s[last], query.start_s[0], query.end_s[-1], offset,
+                           similarity, hop_s).swapped() for offset, similarity in peaks]
+    return placements
+
+
+def _place_bands(band: np.ndarray, row: np.ndarray, column: np.ndarray, similarity: np.ndarray, weight: np.ndarray,
+                 placed_lengths: np.ndarray, target_lengths: np.ndarray, placed_max: np.ndarray,
+                 target_max: np.ndarray, slack: int, min_similarity: float | None) -> list[list[tuple[int, float]]]:
+    """Placements of one file on another for many pairs of files ("bands") at once, scored in one table.
+
+    Each window pair is a cell: its band, the placed file's window (`row`), its offset `column` (target step -
+    placed step + the placed file's last step) within the band, its cosine `similarity` and `weight`; arrays
+    that broadcast together. Each band gets its own stretch of offset columns, `slack` empty columns apart so
+    that the slack never reaches into a neighbour's. Returns each band's placements, best first, as (offset in
+    grid steps of the placed file's first window after the target's first, similarity).
+    """
+    widths = target_max + placed_max + 1  # offsets -placed_max..target_max
+    bases = slack + np.r_[0, np.cumsum(widths + slack)[:-1]]  # each band's first offset column
+    band, row, column, similarity, weight = np.broadcast_arrays(band, row, column, similarity, weight)
+    cells = (row, bases[band] + column)
+    by_offset = np.full((int(placed_lengths.max()), int(bases[-1] + widths[-1] + slack)), -2.0, dtype=np.float32)
+    np.maximum.at(by_offset, cells, similarity)
     weights = np.zeros_like(by_offset)  # each pair weighs as its window with more sound; 0 where none is paired
-    np.maximum.at(weights, cells, np.maximum(query_weights[:, None], window_weights[None, :]).astype(np.float32))
-    owner = np.full(2 * len(widths) + 1, -1)  # the recording of each column, -1 for the gaps
+    np.maximum.at(weights, cells, weight.astype(np.float32))
+    owner = np.full(2 * len(widths) + 1, -1)  # the band of each column, -1 for the gaps
     owner[1::2] = np.arange(len(widths))
     sizes = np.full(len(owner), slack)
     sizes[1::2] = widths
@@ -355,10 +398,11 @@ def _place_group(query: Windows, windows: StoredWindows, steps: np.ndarray, quer
     paired = by_offset > -1.5
     # Normally at most min(n, m) windows overlap at an offset; an end-aligned tail window can add one more.
     # Windows the shorter clip has beyond the longer's edge at an offset count as unmatched sound.
-    missing = np.maximum(paired.sum(axis=0), np.minimum(n, lengths[np.maximum(owner, 0)])) - paired.sum(axis=0)
+    shorter = np.minimum(placed_lengths, target_lengths)[np.maximum(owner, 0)]
+    missing = np.maximum(paired.sum(axis=0), shorter) - paired.sum(axis=0)
     exact = ((weights * np.where(paired, np.clip(by_offset, 0.0, None), 0.0)).sum(axis=0)
              / np.maximum(weights.sum(axis=0) + missing, MIN_SOUND))
-    # Slack: each query window takes its best pair among the offsets up to `slack` columns either side, and
+    # Slack: each placed window takes its best pair among the offsets up to `slack` columns either side, and
     # that pair's weight.
     best, best_weights = by_offset, weights
     for shift in [step for distance in range(1, slack + 1) for step in (distance, -distance)]:
@@ -373,14 +417,14 @@ def _place_group(query: Windows, windows: StoredWindows, steps: np.ndarray, quer
              / np.maximum(weights.sum(axis=0) + missing, MIN_SOUND))
     valid = np.flatnonzero(owner >= 0)
     order = valid[np.lexsort((exact[valid], np.round(means[valid], 4), owner[valid]))]  # slack ties go to exact
-    best = order[np.searchsorted(owner[order], np.arange(len(firsts)), side="right") - 1]
-    placements = {}
+    best = order[np.searchsorted(owner[order], np.arange(len(widths)), side="right") - 1]
+    placements = []
     for band_id, column in enumerate(best):
         columns = [column]
         if min_similarity is not None:  # the other peaks, best first, each further than the placed clip's length
-            band = np.arange(bases[band_id], bases[band_id] + widths[band_id])
-            separation = min(int(query_steps.max()), int(steps[firsts[band_id] + lengths[band_id] - 1])) + 1
-            above = band[(means[band] >= min_similarity) & (np.abs(band - column) >= separation)]
+            stretch = np.arange(bases[band_id], bases[band_id] + widths[band_id])
+            separation = min(int(placed_max[band_id]), int(target_max[band_id])) + 1
+            above = stretch[(means[stretch] >= min_similarity) & (np.abs(stretch - column) >= separation)]
             above = above[np.lexsort((above, -exact[above], -np.round(means[above], 4)))]
             while len(above):
                 columns.append(above[0])
@@ -389,17 +433,17 @@ def _place_group(query: Windows, windows: StoredWindows, steps: np.ndarray, quer
         first_column, last_column = bases[band_id], bases[band_id] + widths[band_id] - 1
         at = [max(range(max(peak - slack, first_column), min(peak + slack, last_column) + 1),
                   key=lambda column: (exact[column], column == peak)) for peak in columns]
-        placements[int(windows.recording_ids[firsts[band_id]])] = [
-            _placement(query, windows, firsts[band_id], lengths[band_id], int(column - bases[band_id]) + low,
-                       float(means[peak]), hop_s) for peak, column in zip(columns, at)]
+        placements.append([(int(column - bases[band_id] - placed_max[band_id]), float(means[peak]))
+                           for peak, column in zip(columns, at)])
     return placements
 
 
-def _placement(query: Windows, windows: StoredWindows, first: int, length: int, offset: int, similarity: float,
-               hop_s: float) -> Placement:
-    """The placement at `offset` grid steps of the query's first window after the recording's first."""
-    start = float(windows.start_s[first] + max(offset, 0) * hop_s)
-    query_start = float(query.start_s[0] + max(-offset, 0) * hop_s)
-    overlap = min(float(query.end_s[-1]) - query_start, float(windows.end_s[first + length - 1]) - start)
+def _placement(placed_start_s: float, placed_end_s: float, target_start_s: float, target_end_s: float, offset: int,
+               similarity: float, hop_s: float) -> Placement:
+    """The placement at `offset` grid steps of the placed file's first window after the target's first, in the
+    target's times (start_s, end_s) and the placed file's (query_start_s, query_end_s)."""
+    start = float(target_start_s + max(offset, 0) * hop_s)
+    query_start = float(placed_start_s + max(-offset, 0) * hop_s)
+    overlap = min(float(placed_end_s) - query_start, float(target_end_s) - start)
     return Placement(similarity=min(similarity, 1.0), start_s=start, end_s=start + overlap,
                      query_start_s=query_start, query_end_s=query_start + overlap)
