@@ -244,7 +244,7 @@ def nearest(query: Windows, windows: StoredWindows, hop_s: float,
 
 def best_placement(query: Windows, recording: Windows, hop_s: float, slack: int = 1) -> Placement:
     """The best-aligned placement of a query (n windows) on one recording (m windows); vectors unit length."""
-    return _place_forward(query, StoredWindows.single(recording), hop_s, slack, None, None)[0][0]
+    return _place(query, StoredWindows.single(recording), hop_s, slack, None, None)[0][0]
 
 
 def place_pair(query: Windows, recording: Windows, hop_s: float, min_similarity: float | None = None,
@@ -275,9 +275,9 @@ def occurrences_on_recordings(query: Windows, windows: StoredWindows, hop_s: flo
         return {}
     firsts, lengths = _runs(windows.recording_ids)
     per_window = np.repeat(lengths, lengths)
-    forward = (_place_forward(query, windows.select(per_window >= len(query)), hop_s, 1, min_similarity, noise)
+    forward = (_place(query, windows.select(per_window >= len(query)), hop_s, 1, min_similarity, noise)
                if lengths.max() >= len(query) else {})
-    backward = (_place_backward(query, windows.select(per_window <= len(query)), hop_s, 1, min_similarity, noise)
+    backward = (_place(query, windows.select(per_window <= len(query)), hop_s, 1, min_similarity, noise, True)
                 if lengths.min() <= len(query) else {})
     found = {}
     for recording_id in sorted(int(recording_id) for recording_id in windows.recording_ids[firsts]):
@@ -311,63 +311,43 @@ def _both_noise(placed_loudest: np.ndarray, target_loudest: np.ndarray) -> np.nd
     return (placed_loudest < SOUND_WEIGHT) & (target_loudest < SOUND_WEIGHT)
 
 
-def _place_forward(query: Windows, windows: StoredWindows, hop_s: float, slack: int, min_similarity: float | None,
-                   noise: np.ndarray | None) -> dict[int, list[Placement]]:
-    """The query placed on each recording among `windows`."""
+def _place(query: Windows, windows: StoredWindows, hop_s: float, slack: int, min_similarity: float | None,
+           noise: np.ndarray | None, backward: bool = False) -> dict[int, list[Placement]]:
+    """The query placed on each recording among `windows` or, `backward`, each recording placed on the query
+    (in the query's terms: Placement.swapped)."""
     firsts, lengths = _runs(windows.recording_ids)
     query_steps = grid_positions(query.start_s, hop_s)
     query_max = int(query_steps.max())
     steps = np.rint((windows.start_s - np.repeat(windows.start_s[firsts], lengths)) / hop_s).astype(np.int64)
-    target_max = np.maximum.reduceat(steps, firsts)
+    recording_max = np.maximum.reduceat(steps, firsts)
     query_weights, all_weights = sound_weights(query.vectors, noise), sound_weights(windows.vectors, noise)
+    query_span = (query.start_s[0], query.end_s[-1])
     placements = {}
-    for members in _groups(target_max + query_max + 1, len(query), slack):
+    for members in _groups(recording_max + query_max + 1, int(lengths.max()) if backward else len(query), slack):
         rows = np.arange(firsts[members[0]], firsts[members[-1]] + lengths[members[-1]])
         band = np.repeat(np.arange(len(members)), lengths[members])
         window_weights = all_weights[rows]
         silent = _both_noise(query_weights.max(), np.maximum.reduceat(window_weights, firsts[members] - rows[0]))
-        weights = np.maximum(query_weights[:, None], window_weights[None, :])
-        weights[:, silent[band]] = 1.0
-        found = _place_bands(band[None, :], np.arange(len(query))[:, None],
-                             (steps[rows] + query_max)[None, :] - query_steps[:, None],
-                             query.vectors @ windows.vectors[rows].T, weights,
-                             np.full(len(members), len(query)), lengths[members], np.full(len(members), query_max),
-                             target_max[members], slack, min_similarity)
-        for member, peaks in zip(members, found):
-            first, last = firsts[member], firsts[member] + lengths[member] - 1
-            placements[int(windows.recording_ids[first])] = [
-                _placement(query.start_s[0], query.end_s[-1], windows.start_s[first], windows.end_s[last], offset,
-                           similarity, hop_s) for offset, similarity in peaks]
-    return placements
-
-
-def _place_backward(query: Windows, windows: StoredWindows, hop_s: float, slack: int, min_similarity: float | None,
-                    noise: np.ndarray | None) -> dict[int, list[Placement]]:
-    """Each recording among `windows` placed on the query, in the query's terms (Placement.swapped)."""
-    firsts, lengths = _runs(windows.recording_ids)
-    query_steps = grid_positions(query.start_s, hop_s)
-    query_max = int(query_steps.max())
-    steps = np.rint((windows.start_s - np.repeat(windows.start_s[firsts], lengths)) / hop_s).astype(np.int64)
-    placed_max = np.maximum.reduceat(steps, firsts)
-    query_weights, all_weights = sound_weights(query.vectors, noise), sound_weights(windows.vectors, noise)
-    placements = {}
-    for members in _groups(placed_max + query_max + 1, int(lengths.max()), slack):
-        rows = np.arange(firsts[members[0]], firsts[members[-1]] + lengths[members[-1]])
-        band = np.repeat(np.arange(len(members)), lengths[members])
-        window_weights = all_weights[rows]
-        silent = _both_noise(np.maximum.reduceat(window_weights, firsts[members] - rows[0]), query_weights.max())
+        # Cells as (recording window, query window).
         weights = np.maximum(window_weights[:, None], query_weights[None, :])
         weights[silent[band], :] = 1.0
-        found = _place_bands(band[:, None], (rows - np.repeat(firsts[members], lengths[members]))[:, None],
-                             (placed_max[members][band] - steps[rows])[:, None] + query_steps[None, :],
-                             windows.vectors[rows] @ query.vectors.T, weights,
-                             lengths[members], np.full(len(members), len(query)), placed_max[members],
-                             np.full(len(members), query_max), slack, min_similarity)
+        query_lengths, query_maxima = np.full(len(members), len(query)), np.full(len(members), query_max)
+        if backward:
+            found = _place_bands(band[:, None], (rows - np.repeat(firsts[members], lengths[members]))[:, None],
+                                 (recording_max[members][band] - steps[rows])[:, None] + query_steps[None, :],
+                                 windows.vectors[rows] @ query.vectors.T, weights, lengths[members], query_lengths,
+                                 recording_max[members], query_maxima, slack, min_similarity)
+        else:
+            found = _place_bands(band[:, None], np.arange(len(query))[None, :],
+                                 (steps[rows] + query_max)[:, None] - query_steps[None, :],
+                                 (query.vectors @ windows.vectors[rows].T).T, weights, query_lengths,
+                                 lengths[members], query_maxima, recording_max[members], slack, min_similarity)
         for member, peaks in zip(members, found):
             first, last = firsts[member], firsts[member] + lengths[member] - 1
+            recording_span = (windows.start_s[first], windows.end_s[last])
             placements[int(windows.recording_ids[first])] = [
-                _placement(windows.start_s[first], windows.end_s[last], query.start_s[0], query.end_s[-1], offset,
-                           similarity, hop_s).swapped() for offset, similarity in peaks]
+                _placement(*recording_span, *query_span, offset, similarity, hop_s).swapped() if backward else
+                _placement(*query_span, *recording_span, offset, similarity, hop_s) for offset, similarity in peaks]
     return placements
 
 
